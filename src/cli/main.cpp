@@ -1,0 +1,44 @@
+#include "cli/commands.hpp"
+
+#include <cstdio>
+#include <cstring>
+#include <span>
+#include <string_view>
+
+namespace {
+
+constexpr char const* usage_text
+    = "usage: bulkhead COMMAND [ARGS...]\n"
+      "\n"
+      "commands available in this version:\n"
+      "  sandbox [OPTIONS] -- CMD [ARG...]   run CMD in a new compartment built directly by the engine\n"
+      "                                      (no broker); `bulkhead sandbox --help` lists the options\n"
+      "  demo                                two compartments that cannot see each other\n"
+      "  version                             print the version\n";
+
+} // namespace
+
+int main(int argc, char** argv)
+{
+    std::span<char*> args(argv, static_cast<size_t>(argc));
+    if (args.size() < 2) {
+        std::fputs(usage_text, stderr);
+        return bulkhead::cli::exit_usage;
+    }
+    std::string_view command = args[1];
+    auto rest = args.subspan(2);
+    if (command == "version" || command == "--version") {
+        std::printf("bulkhead %s\n", BULKHEAD_VERSION);
+        return 0;
+    }
+    if (command == "help" || command == "--help" || command == "-h") {
+        std::fputs(usage_text, stdout);
+        return 0;
+    }
+    if (command == "sandbox")
+        return bulkhead::cli::sandbox_command(rest);
+    if (command == "demo")
+        return bulkhead::cli::demo_command(rest);
+    std::fprintf(stderr, "bulkhead: unknown command '%.*s'\n\n%s", static_cast<int>(command.size()), command.data(), usage_text);
+    return bulkhead::cli::exit_usage;
+}

@@ -1,0 +1,62 @@
+// A running compartment built by the sandbox engine, and the handle to wait on, signal and tear it
+// down. Destroying the handle kills everything inside and removes every mount, cgroup and scratch
+// directory made for it.
+#pragma once
+
+#include "base/result.hpp"
+#include "sandbox/cgroup.hpp"
+#include "sandbox/spec.hpp"
+#include "sys/fd.hpp"
+
+#include <memory>
+#include <string>
+#include <sys/types.h>
+
+namespace bulkhead::sandbox {
+
+class SeccompProgram;
+
+// The host-side context the engine needs: where to make cgroups, which compiled seccomp
+// program to install. Passed in explicitly; the engine keeps no global state.
+struct Engine {
+    CgroupRoot* cgroups = nullptr;          // required
+    SeccompProgram const* seccomp = nullptr; // required
+};
+
+struct ExitStatus {
+    int code = 0;       // exit code, or 128 + signal
+    bool signaled = false;
+    int signal = 0;
+};
+
+class Compartment {
+public:
+    static Result<Compartment> create(Engine const& engine, Spec const& spec);
+
+    Compartment(Compartment&&) noexcept;
+    Compartment& operator=(Compartment&&) noexcept;
+    ~Compartment();
+
+    pid_t pid() const { return m_pid; }  // host pid of the compartment's PID 1
+    int pidfd() const { return m_pidfd.get(); }
+    Cgroup const& cgroup() const { return *m_cgroup; }
+    std::string const& runtime_dir() const { return m_runtime_dir; }
+
+    // Blocks until PID 1 exits; the status is the command's (PID 1 passes it on).
+    Result<ExitStatus> wait();
+    Status signal(int sig);
+    // SIGKILL everything, reap, remove cgroups and the runtime directory. Idempotent.
+    Status destroy();
+
+private:
+    Compartment() = default;
+    sys::UniqueFd m_pidfd;
+    pid_t m_pid = -1;
+    bool m_reaped = false;
+    ExitStatus m_status;
+    std::unique_ptr<Cgroup> m_cgroup;
+    std::string m_runtime_dir;
+    sys::UniqueFd m_sync; // PID 1 reports the command's exact wait status here
+};
+
+} // namespace bulkhead::sandbox

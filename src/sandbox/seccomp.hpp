@@ -1,0 +1,32 @@
+// The seccomp-bpf allowlist every compartment process runs under. Built with libseccomp once per
+// profile, kept as a compiled BPF program, and installed in each new compartment with one
+// seccomp() call: no libseccomp work on the start path.
+#pragma once
+
+#include "base/result.hpp"
+
+#include <linux/filter.h>
+#include <vector>
+
+namespace bulkhead::sandbox {
+
+enum class SeccompProfile {
+    Default, // the compartment payload: default deny (EPERM), allowlist of ordinary syscalls
+};
+
+class SeccompProgram {
+public:
+    static Result<SeccompProgram> compile(SeccompProfile profile);
+
+    // Installs the program on the calling thread. Requires no_new_privs (or CAP_SYS_ADMIN).
+    // Async-signal-safe: makes one system call and allocates nothing.
+    Status install() const;
+
+    size_t instruction_count() const { return m_program.size(); }
+    std::vector<sock_filter> const& instructions() const { return m_program; }
+
+private:
+    std::vector<sock_filter> m_program;
+};
+
+} // namespace bulkhead::sandbox

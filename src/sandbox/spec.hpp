@@ -1,0 +1,90 @@
+// What a compartment is made of. A Spec is plain data: validate() checks all of it before any
+// kernel state is touched, and Compartment::create() builds exactly what it describes.
+#pragma once
+
+#include "base/result.hpp"
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <sys/types.h>
+#include <vector>
+
+namespace bulkhead::sandbox {
+
+// Each compartment owns a distinct block of this many host uids and gids.
+inline constexpr uint32_t id_range_size = 65536;
+// Inside every compartment: root is 0, the ordinary user is 1000.
+inline constexpr uid_t inside_user_id = 1000;
+
+enum class TemplateKind {
+    Host,   // the host's /usr (and merged-/usr links), read-only
+    Rootfs, // a directory holding a whole root filesystem, read-only
+};
+
+struct Template {
+    TemplateKind kind = TemplateKind::Host;
+    std::string root = "/"; // for Host always "/"
+};
+
+enum class AccessMode { ReadOnly, ReadWrite };
+
+struct Bind {
+    std::string source; // absolute host path; must exist
+    std::string target; // absolute path inside the compartment
+    AccessMode mode = AccessMode::ReadOnly;
+};
+
+struct Limits {
+    uint64_t memory_bytes = 0; // 0 = no limit
+    uint64_t pids = 0;         // 0 = no limit
+    uint32_t cpu_millis = 0;   // 1000 = one CPU; 0 = no limit
+    uint64_t tmp_bytes = 64ULL << 20;   // size of /tmp, /run, /dev/shm tmpfs each
+    uint64_t open_files = 1024;         // RLIMIT_NOFILE
+};
+
+enum class RunAs { User, Root };
+
+// Injection points for tests: Compartment::create fails at this step as if the step had failed,
+// so tests can show that nothing is left behind from any point of setup.
+enum class SetupStep {
+    None,
+    RuntimeDir,
+    Cgroup,
+    Clone,
+    IdMap,
+    Mounts,
+    PivotRoot,
+    Landlock,
+    Seccomp,
+    Exec,
+};
+
+struct Spec {
+    std::string name;          // used for cgroup and runtime directory names; [a-z0-9-], 1..64
+    Template templ;
+    std::string hostname;      // defaults to name
+    uid_t host_id_base = 0;    // first host uid/gid of this compartment's 65536-id block
+    std::vector<Bind> binds;   // extra binds (volumes, tools); applied after the root is built
+    std::optional<std::string> home_source; // host dir bound rw at /home/user; else a scratch tmpfs
+    Limits limits;
+    RunAs run_as = RunAs::User;
+    std::vector<std::string> argv;
+    std::vector<std::string> env;  // the whole environment, "KEY=VALUE"
+    std::string cwd;               // defaults to /home/user (User) or / (Root)
+    int stdin_fd = -1;             // borrowed; -1 = /dev/null
+    int stdout_fd = -1;
+    int stderr_fd = -1;
+    std::string runtime_dir;       // host dir under which a per-compartment scratch dir is made
+    bool die_with_parent = true;   // SIGKILL the compartment if the creating process dies
+    SetupStep fail_at = SetupStep::None;
+};
+
+// Checks every field; the error names the field ("binds[1].source: /x does not exist").
+// Touches the filesystem only to stat() the paths the spec names.
+Status validate(Spec const& spec);
+
+// Default environment for a command inside: HOME, USER, PATH, LANG, BULKHEAD_COMPARTMENT.
+std::vector<std::string> default_environment(Spec const& spec);
+
+} // namespace bulkhead::sandbox

@@ -1,0 +1,63 @@
+// Thin wrappers around the system calls bulkhead needs that glibc (2.36) does not wrap, or wraps
+// without Result. Each returns Result and names the failing call. No policy lives here.
+#pragma once
+
+#include "base/result.hpp"
+#include "sys/fd.hpp"
+
+#include <cstdint>
+#include <sys/mount.h>
+#include <signal.h>
+#include <span>
+#include <string>
+#include <string_view>
+#include <sys/types.h>
+
+namespace bulkhead::sys {
+
+// ---- files ----
+// openat2 with RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS: `path` is resolved
+// strictly inside `dirfd`, never through a link. `flags` always gains O_CLOEXEC.
+Result<UniqueFd> open_beneath(int dirfd, std::string_view path, int flags, mode_t mode = 0);
+Result<UniqueFd> open_path(std::string_view path, int flags, mode_t mode = 0);
+// mkdir every component of `path` below dirfd (no links followed); returns an O_PATH fd of the last.
+Result<UniqueFd> make_dirs_beneath(int dirfd, std::string_view path, mode_t mode);
+// Creates (or truncates an existing regular) file below dirfd and writes `content`.
+Status write_file_beneath(int dirfd, std::string_view path, std::string_view content, mode_t mode);
+// Writes `content` to an existing file (e.g. under /proc or /sys) in one write().
+Status write_file(std::string_view path, std::string_view content);
+Result<std::string> read_file(std::string_view path, size_t limit = 1 << 20);
+// Removes a directory tree without following links (used for scratch directories we created).
+Status remove_tree(std::string_view path);
+
+// ---- processes ----
+struct Clone3Args {
+    uint64_t flags = 0;
+    UniqueFd* pidfd_out = nullptr; // filled if CLONE_PIDFD is in flags
+    int cgroup_fd = -1;            // used with CLONE_INTO_CGROUP
+};
+// Returns 0 in the child, the child's pid in the parent.
+Result<pid_t> clone3(Clone3Args const& args);
+Result<UniqueFd> pidfd_open(pid_t pid);
+Status pidfd_send_signal(int pidfd, int signal);
+// Closes every fd >= `from` except those listed (which must be sorted ascending).
+Status close_fds_except(int from, std::span<int const> keep);
+
+// ---- the fd-based mount API ----
+Result<UniqueFd> fsopen(char const* fs_name);
+Status fsconfig_string(int fsfd, char const* key, char const* value);
+Status fsconfig_flag(int fsfd, char const* key);
+Status fsconfig_create(int fsfd);
+Result<UniqueFd> fsmount(int fsfd, uint64_t attr_flags);
+// open_tree(OPEN_TREE_CLONE | AT_RECURSIVE): a detached copy of the mount tree at `path`
+// (relative to dirfd; an empty path means dirfd itself).
+Result<UniqueFd> clone_tree(int dirfd, std::string_view path);
+// Attaches the detached mount `from` onto the object `to` (an O_PATH fd), both given as fds.
+Status move_mount_fd(int from, int to);
+Status move_mount_to_path(int from, std::string_view path);
+// Sets and clears MOUNT_ATTR_* on the mount at `fd` (recursively when `recursive`).
+enum class Recursive { No, Yes };
+Status mount_setattr_fd(int fd, uint64_t set, uint64_t clear, Recursive recursive);
+Status pivot_root_here();
+
+} // namespace bulkhead::sys
