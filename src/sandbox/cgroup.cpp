@@ -199,11 +199,15 @@ public:
 
     Status apply(Limits const& limits) override
     {
-        for (auto const& [dir, hierarchy] : m_dirs) {
-            if (m_mode == CgroupMode::V2)
-                TRY(apply_v2(dir, *hierarchy, limits));
-            else
-                TRY(apply_v1(dir, *hierarchy, limits));
+        for (auto const& setting : limit_settings(m_mode, limits)) {
+            auto target = std::find_if(m_dirs.begin(), m_dirs.end(),
+                                       [&](auto const& entry) { return entry.second->has(setting.controller); });
+            if (target == m_dirs.end())
+                continue; // open_v2_at on a hierarchy without this controller
+            std::string path = target->first + "/" + setting.file;
+            if (setting.optional && !file_exists(path))
+                continue;
+            TRY(sys::write_file(path, setting.value));
         }
         return {};
     }
@@ -269,40 +273,6 @@ public:
     }
 
 private:
-    static Status apply_v2(std::string const& dir, Hierarchy const& h, Limits const& limits)
-    {
-        if (limits.memory_bytes != 0 && h.has("memory")) {
-            TRY(sys::write_file(dir + "/memory.max", std::to_string(limits.memory_bytes)));
-            if (file_exists(dir + "/memory.swap.max"))
-                TRY(sys::write_file(dir + "/memory.swap.max", "0"));
-        }
-        if (limits.pids != 0 && h.has("pids"))
-            TRY(sys::write_file(dir + "/pids.max", std::to_string(limits.pids)));
-        if (limits.cpu_millis != 0 && h.has("cpu")) {
-            uint64_t quota = uint64_t(limits.cpu_millis) * cpu_period_us / 1000;
-            TRY(sys::write_file(dir + "/cpu.max", std::to_string(quota) + " " + std::to_string(cpu_period_us)));
-        }
-        return {};
-    }
-
-    static Status apply_v1(std::string const& dir, Hierarchy const& h, Limits const& limits)
-    {
-        if (limits.memory_bytes != 0 && h.has("memory")) {
-            TRY(sys::write_file(dir + "/memory.limit_in_bytes", std::to_string(limits.memory_bytes)));
-            // With swap accounting, memory+swap gets the same limit: no swapping past the limit.
-            if (file_exists(dir + "/memory.memsw.limit_in_bytes"))
-                TRY(sys::write_file(dir + "/memory.memsw.limit_in_bytes", std::to_string(limits.memory_bytes)));
-        }
-        if (limits.pids != 0 && h.has("pids"))
-            TRY(sys::write_file(dir + "/pids.max", std::to_string(limits.pids)));
-        if (limits.cpu_millis != 0 && h.has("cpu")) {
-            uint64_t quota = uint64_t(limits.cpu_millis) * cpu_period_us / 1000;
-            TRY(sys::write_file(dir + "/cpu.cfs_period_us", std::to_string(cpu_period_us)));
-            TRY(sys::write_file(dir + "/cpu.cfs_quota_us", std::to_string(quota)));
-        }
-        return {};
-    }
-
     CgroupMode m_mode;
     std::vector<std::pair<std::string, Hierarchy const*>> m_dirs;
     sys::UniqueFd m_v2_fd;
@@ -443,6 +413,36 @@ Result<Hierarchy> v2_hierarchy(MountEntry const& mount, std::vector<OwnCgroup> c
 }
 
 } // namespace
+
+std::vector<CgroupSetting> limit_settings(CgroupMode mode, Limits const& limits)
+{
+    std::vector<CgroupSetting> settings;
+    std::string const memory = std::to_string(limits.memory_bytes);
+    uint64_t const quota_us = uint64_t(limits.cpu_millis) * cpu_period_us / 1000;
+    if (mode == CgroupMode::V2) {
+        if (limits.memory_bytes != 0) {
+            settings.push_back({"memory", "memory.max", memory});
+            settings.push_back({"memory", "memory.swap.max", "0", true});
+        }
+        if (limits.pids != 0)
+            settings.push_back({"pids", "pids.max", std::to_string(limits.pids)});
+        if (limits.cpu_millis != 0)
+            settings.push_back({"cpu", "cpu.max", std::to_string(quota_us) + " " + std::to_string(cpu_period_us)});
+        return settings;
+    }
+    if (limits.memory_bytes != 0) {
+        settings.push_back({"memory", "memory.limit_in_bytes", memory});
+        // With swap accounting, memory+swap gets the same limit: no swapping past the limit.
+        settings.push_back({"memory", "memory.memsw.limit_in_bytes", memory, true});
+    }
+    if (limits.pids != 0)
+        settings.push_back({"pids", "pids.max", std::to_string(limits.pids)});
+    if (limits.cpu_millis != 0) {
+        settings.push_back({"cpu", "cpu.cfs_period_us", std::to_string(cpu_period_us)});
+        settings.push_back({"cpu", "cpu.cfs_quota_us", std::to_string(quota_us)});
+    }
+    return settings;
+}
 
 Result<std::unique_ptr<CgroupRoot>> CgroupRoot::open(std::string const& instance)
 {

@@ -19,6 +19,19 @@ enum class CgroupMode {
     Hybrid, // memory, pids, cpu are v1 hierarchies
 };
 
+// One limit file to write, in the hierarchy that carries `controller`. `optional` files are
+// written only where the kernel offers them (swap accounting may be off).
+struct CgroupSetting {
+    std::string controller;
+    std::string file;
+    std::string value;
+    bool optional = false;
+};
+
+// The files and values that express `limits` in the given layout, in the order they are written.
+// Pure, so both layouts are checked on any host.
+std::vector<CgroupSetting> limit_settings(CgroupMode mode, Limits const& limits);
+
 class Cgroup {
 public:
     virtual ~Cgroup() = default;
