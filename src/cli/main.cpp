@@ -1,4 +1,5 @@
 #include "cli/commands.hpp"
+#include "sandbox/landlock.hpp"
 
 #include <cstdio>
 #include <cstring>
@@ -29,6 +30,11 @@ int main(int argc, char** argv)
     auto rest = args.subspan(2);
     if (command == "version" || command == "--version") {
         std::printf("bulkhead %s\n", BULKHEAD_VERSION);
+        // What the engine will use on this kernel, so that a weaker host is visible at a glance.
+        if (int abi = bulkhead::sandbox::landlock_abi(); abi > 0)
+            std::printf("landlock: ABI %d\n", abi);
+        else
+            std::printf("landlock: unavailable (compartments run without Landlock rules)\n");
         return 0;
     }
     if (command == "help" || command == "--help" || command == "-h") {

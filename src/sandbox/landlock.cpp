@@ -87,6 +87,7 @@ std::vector<LandlockPath> landlock_paths_for(Spec const& spec)
     std::vector<LandlockPath> paths = {
         {"/", LandlockAccess::ReadExec},
         {"/home/user", LandlockAccess::ReadWrite},
+        {"/root", LandlockAccess::ReadWrite},
         {"/tmp", LandlockAccess::ReadWrite},
         {"/run", LandlockAccess::ReadWrite},
         {"/dev/shm", LandlockAccess::ReadWrite},

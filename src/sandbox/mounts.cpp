@@ -282,7 +282,9 @@ Status build_writable(Spec const& spec, HostSources& sources, int root)
     TRY(attach(tmp, root, "tmp", MountPointKind::Directory));
     UniqueFd run = TRY(make_tmpfs("8M", "0755", attr_nosuid_nodev | MOUNT_ATTR_NOEXEC));
     TRY(attach(run, root, "run", MountPointKind::Directory));
-    UniqueFd root_home = TRY(sys::make_dirs_beneath(root, "root", 0700));
+    // root's home: writable scratch, so that a payload run as root inside has a usable $HOME.
+    UniqueFd root_home = TRY(make_tmpfs(tmp_size.c_str(), "0700", attr_nosuid_nodev));
+    TRY(attach(root_home, root, "root", MountPointKind::Directory));
 
     if (sources.home)
         return attach(sources.home->tree, root, "home/user", MountPointKind::Directory);
