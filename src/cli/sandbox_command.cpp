@@ -71,8 +71,8 @@ Result<std::unique_ptr<LocalEngine>> open_local_engine(std::string const& instan
 {
     auto engine = std::make_unique<LocalEngine>();
     engine->cgroups = TRY(sandbox::CgroupRoot::open(instance));
-    auto program = TRY_CTX(sandbox::SeccompProgram::compile(sandbox::SeccompProfile::Default), "seccomp");
-    engine->seccomp = std::make_unique<sandbox::SeccompProgram>(std::move(program));
+    engine->seccomp = std::make_unique<sandbox::SeccompProgram>(
+        sandbox::SeccompProgram::prebuilt(sandbox::SeccompProfile::Default));
     return engine;
 }
 

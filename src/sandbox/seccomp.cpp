@@ -205,14 +205,4 @@ Result<SeccompProgram> SeccompProgram::compile(SeccompProfile profile)
     return program;
 }
 
-Status SeccompProgram::install() const
-{
-    sock_fprog prog {};
-    prog.len = static_cast<unsigned short>(m_program.size());
-    prog.filter = const_cast<sock_filter*>(m_program.data());
-    if (::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) < 0)
-        return Error::from_syscall("seccomp", errno);
-    return {};
-}
-
 } // namespace bulkhead::sandbox

@@ -16,7 +16,14 @@ enum class SeccompProfile {
 
 class SeccompProgram {
 public:
+    // Builds the profile with libseccomp (library bulkhead_seccomp_compiler). Used at build time
+    // to generate the prebuilt programs, and by tests.
     static Result<SeccompProgram> compile(SeccompProfile profile);
+
+    // The program compile() produced when bulkhead was built, embedded in the binary: starting a
+    // compartment costs no libseccomp work, and the bulkhead binary does not load libseccomp.
+    // tests/unit/seccomp_test.cpp checks it equals compile() instruction for instruction.
+    static SeccompProgram prebuilt(SeccompProfile profile);
 
     // Installs the program on the calling thread. Requires no_new_privs (or CAP_SYS_ADMIN).
     // Async-signal-safe: makes one system call and allocates nothing.

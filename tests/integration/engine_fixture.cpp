@@ -18,9 +18,9 @@ void EngineTest::SetUp()
     auto root = sandbox::CgroupRoot::open("engine-test-" + std::to_string(::getpid()));
     ASSERT_TRUE(root.has_value()) << root.error().message();
     m_cgroups = root.release_value();
-    auto program = sandbox::SeccompProgram::compile(sandbox::SeccompProfile::Default);
-    ASSERT_TRUE(program.has_value()) << program.error().message();
-    m_seccomp = std::make_unique<sandbox::SeccompProgram>(program.release_value());
+    // The program the bulkhead binary uses: the one embedded at build time.
+    m_seccomp = std::make_unique<sandbox::SeccompProgram>(
+        sandbox::SeccompProgram::prebuilt(sandbox::SeccompProfile::Default));
     char dir[] = "/tmp/bulkhead-engine-test-XXXXXX";
     ASSERT_NE(::mkdtemp(dir), nullptr);
     m_runtime_dir = dir;

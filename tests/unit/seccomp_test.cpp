@@ -360,3 +360,14 @@ TEST_F(SeccompTest, CompileIsDeterministic)
         EXPECT_TRUE(a.code == b.code && a.jt == b.jt && a.jf == b.jf && a.k == b.k) << "instruction " << i;
     }
 }
+
+TEST_F(SeccompTest, PrebuiltProgramEqualsCompiledProgram)
+{
+    auto prebuilt = sandbox::SeccompProgram::prebuilt(sandbox::SeccompProfile::Default);
+    ASSERT_EQ(prebuilt.instruction_count(), s_program->instruction_count());
+    for (size_t i = 0; i < s_program->instruction_count(); ++i) {
+        auto const& a = prebuilt.instructions()[i];
+        auto const& b = s_program->instructions()[i];
+        EXPECT_TRUE(a.code == b.code && a.jt == b.jt && a.jf == b.jf && a.k == b.k) << "instruction " << i;
+    }
+}
