@@ -1,0 +1,490 @@
+// system.toml parsing and validation. toml++ is used header-only with exceptions off: its parse
+// errors come back as values, and the bulkhead binary links statically.
+#define TOML_HEADER_ONLY 1
+#define TOML_EXCEPTIONS 0
+#include <toml++/toml.h>
+
+#include "config/config.hpp"
+
+#include "base/parse.hpp"
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <set>
+
+namespace bulkhead::config {
+
+namespace {
+
+constexpr std::array<std::string_view, 8> label_names {"red", "orange", "yellow", "green", "gray", "blue", "purple", "black"};
+
+class Checker {
+public:
+    explicit Checker(std::string_view file) : m_file(file) {}
+
+    Position at(toml::source_region const& region) const
+    {
+        return {m_file, static_cast<uint32_t>(region.begin.line), static_cast<uint32_t>(region.begin.column)};
+    }
+    Position at(toml::node const& node) const { return at(node.source()); }
+
+    void error(Position where, std::string message) { m_errors.push_back({std::move(where), std::move(message)}); }
+    void error(toml::node const& node, std::string message) { error(at(node), std::move(message)); }
+
+    std::vector<Diagnostic> take_errors() { return std::move(m_errors); }
+    bool failed() const { return !m_errors.empty(); }
+
+    // Reports every key of `table` that is not in `known`, with the key's own position.
+    void only_keys(toml::table const& table, std::initializer_list<std::string_view> known, std::string_view where)
+    {
+        for (auto&& [key, value] : table) {
+            if (std::find(known.begin(), known.end(), key.str()) != known.end())
+                continue;
+            error(at(key.source()), "unknown key '" + std::string(key.str()) + "' in " + std::string(where));
+        }
+    }
+
+    toml::table const* table_at(toml::node const& node, std::string const& what)
+    {
+        if (auto const* table = node.as_table())
+            return table;
+        error(node, what + " must be a table");
+        return nullptr;
+    }
+
+    std::optional<std::string> string_at(toml::node const& node, std::string const& what)
+    {
+        if (auto const* s = node.as_string())
+            return s->get();
+        error(node, what + " must be a string, not " + type_name(node));
+        return std::nullopt;
+    }
+
+    std::optional<bool> bool_at(toml::node const& node, std::string const& what)
+    {
+        if (auto const* b = node.as_boolean())
+            return b->get();
+        error(node, what + " must be true or false, not " + type_name(node));
+        return std::nullopt;
+    }
+
+    std::optional<int64_t> integer_at(toml::node const& node, std::string const& what, int64_t min, int64_t max)
+    {
+        auto const* i = node.as_integer();
+        if (i == nullptr) {
+            error(node, what + " must be an integer, not " + type_name(node));
+            return std::nullopt;
+        }
+        if (i->get() < min || i->get() > max) {
+            error(node, what + " must be between " + std::to_string(min) + " and " + std::to_string(max));
+            return std::nullopt;
+        }
+        return i->get();
+    }
+
+    std::optional<std::vector<std::string>> strings_at(toml::node const& node, std::string const& what)
+    {
+        auto const* array = node.as_array();
+        if (array == nullptr) {
+            error(node, what + " must be an array of strings, not " + type_name(node));
+            return std::nullopt;
+        }
+        std::vector<std::string> out;
+        for (auto const& element : *array) {
+            auto value = string_at(element, what + " element");
+            if (!value)
+                return std::nullopt;
+            out.push_back(*value);
+        }
+        return out;
+    }
+
+    static std::string type_name(toml::node const& node)
+    {
+        switch (node.type()) {
+        case toml::node_type::string: return "a string";
+        case toml::node_type::integer: return "an integer";
+        case toml::node_type::floating_point: return "a number";
+        case toml::node_type::boolean: return "a boolean";
+        case toml::node_type::array: return "an array";
+        case toml::node_type::table: return "a table";
+        default: return "a date or time";
+        }
+    }
+
+private:
+    std::string m_file;
+    std::vector<Diagnostic> m_errors;
+};
+
+bool relative_clean_path(std::string_view path)
+{
+    if (path.empty() || path.front() == '/' || path.find('\0') != std::string_view::npos)
+        return false;
+    for (auto part : split(path, '/'))
+        if (part.empty() || part == "." || part == "..")
+            return false;
+    return true;
+}
+
+void parse_system_table(Checker& check, toml::node const& node, SystemConfig& config)
+{
+    auto const* table = check.table_at(node, "[system]");
+    if (table == nullptr)
+        return;
+    check.only_keys(*table, {"default_disposable"}, "[system]");
+    if (auto const* value = table->get("default_disposable"))
+        if (auto name = check.string_at(*value, "default_disposable")) {
+            config.default_disposable = *name;
+            config.default_disposable_where = check.at(*value);
+        }
+}
+
+void parse_templates(Checker& check, toml::node const& node, SystemConfig& config)
+{
+    auto const* table = check.table_at(node, "[templates]");
+    if (table == nullptr)
+        return;
+    for (auto&& [key, value] : *table) {
+        std::string name(key.str());
+        Template templ {name, TemplateKind::Host, {}, check.at(key.source())};
+        if (!valid_name(name))
+            check.error(check.at(key.source()), "template name '" + name + "': use a-z, 0-9 and '-' (at most 32, starting with a letter or digit)");
+        auto const* body = check.table_at(value, "template '" + name + "'");
+        if (body == nullptr)
+            continue;
+        check.only_keys(*body, {"kind", "path"}, "template '" + name + "'");
+        if (auto const* kind = body->get("kind")) {
+            auto text = check.string_at(*kind, "kind");
+            if (text == "host")
+                templ.kind = TemplateKind::Host;
+            else if (text == "rootfs")
+                templ.kind = TemplateKind::Rootfs;
+            else if (text)
+                check.error(*kind, "kind '" + *text + "': expected \"host\" or \"rootfs\"");
+        } else {
+            check.error(check.at(key.source()), "template '" + name + "' has no kind (\"host\" or \"rootfs\")");
+        }
+        if (auto const* path = body->get("path")) {
+            auto text = check.string_at(*path, "path");
+            if (text && (text->empty() || text->front() != '/'))
+                check.error(*path, "path '" + *text + "' must be absolute");
+            else if (text)
+                templ.path = *text;
+            if (templ.kind == TemplateKind::Host)
+                check.error(*path, "a host template takes no path");
+        } else if (templ.kind == TemplateKind::Rootfs) {
+            check.error(check.at(key.source()), "rootfs template '" + name + "' needs a path");
+        }
+        config.templates.push_back(std::move(templ));
+    }
+}
+
+void parse_volumes(Checker& check, toml::node const& node, SystemConfig& config)
+{
+    auto const* table = check.table_at(node, "[volumes]");
+    if (table == nullptr)
+        return;
+    for (auto&& [key, value] : *table) {
+        std::string name(key.str());
+        if (!valid_name(name))
+            check.error(check.at(key.source()), "volume name '" + name + "': use a-z, 0-9 and '-' (at most 32, starting with a letter or digit)");
+        if (auto const* body = check.table_at(value, "volume '" + name + "'"))
+            check.only_keys(*body, {}, "volume '" + name + "'");
+        config.volumes.push_back({name, check.at(key.source())});
+    }
+}
+
+void parse_mount(Checker& check, toml::node const& node, Compartment& compartment)
+{
+    auto const* table = check.table_at(node, "a mount");
+    if (table == nullptr)
+        return;
+    check.only_keys(*table, {"volume", "path", "at", "mode"}, "a mount");
+    Mount mount;
+    mount.where = check.at(node);
+    auto required = [&](char const* key) -> std::optional<std::string> {
+        auto const* value = table->get(key);
+        if (value == nullptr) {
+            check.error(node, std::string("mount needs '") + key + "'");
+            return std::nullopt;
+        }
+        return check.string_at(*value, key);
+    };
+    mount.volume = required("volume").value_or("");
+    if (auto const* path = table->get("path")) {
+        mount.path = check.string_at(*path, "path").value_or("");
+        if (!mount.path.empty() && !relative_clean_path(mount.path))
+            check.error(*path, "path '" + mount.path + "' must be relative to the volume, without '.' or '..'");
+    }
+    if (auto at = required("at")) {
+        mount.at = *at;
+        if (!relative_clean_path(mount.at))
+            check.error(*table->get("at"), "at '" + mount.at + "' must be relative to the home, without '.' or '..'");
+    }
+    if (auto const* mode = table->get("mode")) {
+        auto text = check.string_at(*mode, "mode");
+        if (text == "ro")
+            mount.mode = MountMode::ReadOnly;
+        else if (text == "rw")
+            mount.mode = MountMode::ReadWrite;
+        else if (text)
+            check.error(*mode, "mode '" + *text + "': expected \"ro\" or \"rw\"");
+    }
+    compartment.mounts.push_back(std::move(mount));
+}
+
+void parse_compartment(Checker& check, toml::key const& key, toml::node const& node, SystemConfig& config)
+{
+    std::string name(key.str());
+    Compartment c;
+    c.name = name;
+    c.where = check.at(key.source());
+    if (!valid_name(name))
+        check.error(c.where, "compartment name '" + name + "': use a-z, 0-9 and '-' (at most 32, starting with a letter or digit)");
+    std::string const what = "compartment '" + name + "'";
+    auto const* table = check.table_at(node, what);
+    if (table == nullptr)
+        return;
+    check.only_keys(*table,
+                    {"label", "template", "backend", "network", "memory", "pids", "cpus", "tags", "autostart",
+                     "mounts", "disposable_template", "provides_network", "firewall", "preload"},
+                    what);
+    if (auto const* v = table->get("label")) {
+        auto text = check.string_at(*v, "label");
+        if (auto label = text ? parse_label(*text) : std::nullopt)
+            c.label = *label;
+        else if (text)
+            check.error(*v, "label '" + *text + "': expected one of red orange yellow green gray blue purple black");
+    }
+    if (auto const* v = table->get("template"))
+        c.template_name = check.string_at(*v, "template").value_or(c.template_name);
+    if (auto const* v = table->get("backend")) {
+        auto text = check.string_at(*v, "backend");
+        if (text == "sandbox")
+            c.backend = Backend::Sandbox;
+        else if (text == "vm")
+            c.backend = Backend::Vm;
+        else if (text)
+            check.error(*v, "backend '" + *text + "': expected \"sandbox\" or \"vm\"");
+    }
+    if (auto const* v = table->get("network"))
+        c.network = check.string_at(*v, "network").value_or(c.network);
+    if (auto const* v = table->get("memory")) {
+        if (auto text = check.string_at(*v, "memory")) {
+            auto bytes = parse_size(*text);
+            if (bytes.is_error())
+                check.error(*v, "memory: " + bytes.error().message());
+            else if (bytes.value() < (16ULL << 20))
+                check.error(*v, "memory '" + *text + "' is less than the 16M a compartment needs");
+            else
+                c.memory_bytes = bytes.value();
+        }
+    }
+    if (auto const* v = table->get("pids"))
+        c.pids = static_cast<uint64_t>(check.integer_at(*v, "pids", 8, 4'194'304).value_or(0));
+    if (auto const* v = table->get("cpus")) {
+        std::optional<double> cpus;
+        if (auto const* f = v->as_floating_point())
+            cpus = f->get();
+        else if (auto const* i = v->as_integer())
+            cpus = static_cast<double>(i->get());
+        else
+            check.error(*v, "cpus must be a number, not " + Checker::type_name(*v));
+        if (cpus && (!std::isfinite(*cpus) || *cpus < 0.01 || *cpus > 4096))
+            check.error(*v, "cpus must be between 0.01 and 4096");
+        else if (cpus)
+            c.cpu_millis = static_cast<uint32_t>(std::llround(*cpus * 1000));
+    }
+    if (auto const* v = table->get("tags")) {
+        c.tags = check.strings_at(*v, "tags").value_or(std::vector<std::string> {});
+        for (auto const& tag : c.tags)
+            if (!valid_name(tag))
+                check.error(*v, "tag '" + tag + "': use a-z, 0-9 and '-' (at most 32, starting with a letter or digit)");
+    }
+    if (auto const* v = table->get("autostart"))
+        c.autostart = check.bool_at(*v, "autostart").value_or(false);
+    if (auto const* v = table->get("disposable_template"))
+        c.disposable_template = check.bool_at(*v, "disposable_template").value_or(false);
+    if (auto const* v = table->get("provides_network"))
+        c.provides_network = check.bool_at(*v, "provides_network").value_or(false);
+    if (auto const* v = table->get("preload")) {
+        c.preload = static_cast<uint32_t>(check.integer_at(*v, "preload", 0, 64).value_or(0));
+        if (c.preload > 0 && !c.disposable_template)
+            check.error(*v, "preload is only for compartments with disposable_template = true");
+    }
+    if (auto const* v = table->get("mounts")) {
+        if (auto const* array = v->as_array())
+            for (auto const& element : *array)
+                parse_mount(check, element, c);
+        else
+            check.error(*v, "mounts must be an array of tables, not " + Checker::type_name(*v));
+    }
+    if (auto const* v = table->get("firewall")) {
+        if (auto const* fw = check.table_at(*v, "firewall")) {
+            if (!c.provides_network)
+                check.error(*v, "firewall is only for compartments with provides_network = true");
+            for (auto&& [client, rules] : *fw) {
+                auto list = check.strings_at(rules, "firewall." + std::string(client.str()));
+                if (list)
+                    c.firewall[std::string(client.str())] = *list;
+            }
+        }
+    }
+    config.compartments.push_back(std::move(c));
+}
+
+// References between parts of the configuration, checked once everything is read.
+void check_references(Checker& check, SystemConfig const& config)
+{
+    std::set<std::string> volumes;
+    for (auto const& v : config.volumes)
+        volumes.insert(v.name);
+    for (auto const& c : config.compartments) {
+        if (config.find_template(c.template_name) == nullptr)
+            check.error(c.where, "compartment '" + c.name + "': unknown template '" + c.template_name + "'");
+        if (c.network != "none") {
+            auto const* provider = config.find_compartment(c.network);
+            if (provider == nullptr)
+                check.error(c.where, "compartment '" + c.name + "': unknown network compartment '" + c.network + "'");
+            else if (!provider->provides_network)
+                check.error(c.where, "compartment '" + c.name + "': network '" + c.network
+                                         + "' is not a compartment with provides_network = true");
+            else if (provider->name == c.name)
+                check.error(c.where, "compartment '" + c.name + "' cannot be its own network");
+        }
+        for (auto const& m : c.mounts)
+            if (!m.volume.empty() && volumes.count(m.volume) == 0)
+                check.error(m.where, "compartment '" + c.name + "': unknown volume '" + m.volume + "'");
+        for (auto const& [client, rules] : c.firewall)
+            if (config.find_compartment(client) == nullptr)
+                check.error(c.where, "compartment '" + c.name + "': firewall names unknown compartment '" + client + "'");
+    }
+    if (!config.default_disposable.empty()) {
+        auto const* d = config.find_compartment(config.default_disposable);
+        if (d == nullptr)
+            check.error(config.default_disposable_where,
+                        "default_disposable: unknown compartment '" + config.default_disposable + "'");
+        else if (!d->disposable_template)
+            check.error(d->where, "default_disposable '" + d->name + "' is not a compartment with disposable_template = true");
+    }
+}
+
+} // namespace
+
+std::string Diagnostic::format() const
+{
+    return where.file + ":" + std::to_string(where.line) + ":" + std::to_string(where.column) + ": error: " + message;
+}
+
+std::string_view label_name(Label label) { return label_names[static_cast<size_t>(label)]; }
+
+std::optional<Label> parse_label(std::string_view text)
+{
+    for (size_t i = 0; i < label_names.size(); ++i)
+        if (label_names[i] == text)
+            return static_cast<Label>(i);
+    return std::nullopt;
+}
+
+bool valid_name(std::string_view name)
+{
+    if (name.empty() || name.size() > 32 || name.front() == '-')
+        return false;
+    return std::all_of(name.begin(), name.end(),
+                       [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-'; });
+}
+
+Compartment const* SystemConfig::find_compartment(std::string_view name) const
+{
+    auto it = std::find_if(compartments.begin(), compartments.end(), [&](auto const& c) { return c.name == name; });
+    return it == compartments.end() ? nullptr : &*it;
+}
+
+Template const* SystemConfig::find_template(std::string_view name) const
+{
+    auto it = std::find_if(templates.begin(), templates.end(), [&](auto const& t) { return t.name == name; });
+    return it == templates.end() ? nullptr : &*it;
+}
+
+ParseOutcome parse_system_config(std::string_view text, std::string_view file)
+{
+    Checker check(file);
+    ParseOutcome outcome;
+    auto parsed = toml::parse(text, file);
+    if (!parsed) {
+        auto const& err = parsed.error();
+        check.error(check.at(err.source()), std::string(err.description()));
+        outcome.errors = check.take_errors();
+        return outcome;
+    }
+    toml::table const& root = parsed.table();
+    SystemConfig config;
+    check.only_keys(root, {"system", "templates", "volumes", "compartments"}, "the configuration");
+    if (auto const* node = root.get("system"))
+        parse_system_table(check, *node, config);
+    if (auto const* node = root.get("templates"))
+        parse_templates(check, *node, config);
+    // The host template always exists; a [templates.host] entry may restate it.
+    if (config.find_template("host") == nullptr)
+        config.templates.insert(config.templates.begin(), Template {"host", TemplateKind::Host, {}, {std::string(file), 0, 0}});
+    if (auto const* node = root.get("volumes"))
+        parse_volumes(check, *node, config);
+    if (auto const* node = root.get("compartments")) {
+        if (auto const* table = check.table_at(*node, "[compartments]"))
+            for (auto&& [key, value] : *table)
+                parse_compartment(check, key, value, config);
+    }
+    // toml++ keeps tables sorted by key; compartments keep the order of the file.
+    auto by_position = [](auto const& a, auto const& b) {
+        return std::tie(a.where.line, a.where.column) < std::tie(b.where.line, b.where.column);
+    };
+    std::stable_sort(config.compartments.begin(), config.compartments.end(), by_position);
+    std::stable_sort(config.volumes.begin(), config.volumes.end(), by_position);
+    if (!check.failed())
+        check_references(check, config);
+    outcome.errors = check.take_errors();
+    std::stable_sort(outcome.errors.begin(), outcome.errors.end(), [](Diagnostic const& a, Diagnostic const& b) {
+        return std::tie(a.where.line, a.where.column) < std::tie(b.where.line, b.where.column);
+    });
+    if (outcome.errors.empty())
+        outcome.config = std::move(config);
+    return outcome;
+}
+
+std::string_view default_system_toml()
+{
+    return R"(# The embedded default system of bulkhead.
+[system]
+default_disposable = "untrusted"
+
+[templates.host]
+kind = "host"
+
+[compartments.work]
+label = "blue"
+network = "sys-net"
+tags = ["work"]
+
+[compartments.personal]
+label = "green"
+network = "sys-net"
+tags = ["personal"]
+
+[compartments.untrusted]
+label = "red"
+disposable_template = true
+network = "sys-net"
+
+[compartments.vault]
+label = "black"
+network = "none"
+
+[compartments.sys-net]
+label = "orange"
+provides_network = true
+)";
+}
+
+} // namespace bulkhead::config

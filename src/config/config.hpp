@@ -1,0 +1,102 @@
+// system.toml -> a typed, validated SystemConfig. Pure: never touches the OS (the caller reads the
+// file). Every problem is reported with its position as FILE:LINE:COL: error: MESSAGE, all of them
+// at once, and a configuration with any error yields no SystemConfig at all.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace bulkhead::config {
+
+struct Position {
+    std::string file;
+    uint32_t line = 0;
+    uint32_t column = 0;
+};
+
+struct Diagnostic {
+    Position where;
+    std::string message;
+    // FILE:LINE:COL: error: MESSAGE
+    std::string format() const;
+};
+
+enum class Label { Red, Orange, Yellow, Green, Gray, Blue, Purple, Black };
+enum class Backend { Sandbox, Vm };
+enum class TemplateKind { Host, Rootfs };
+enum class MountMode { ReadOnly, ReadWrite };
+
+std::string_view label_name(Label label);
+std::optional<Label> parse_label(std::string_view text);
+
+struct Template {
+    std::string name;
+    TemplateKind kind = TemplateKind::Host;
+    std::string path; // rootfs: the root filesystem directory (absolute)
+    Position where;
+};
+
+struct Volume {
+    std::string name;
+    Position where;
+};
+
+// A granted folder of a volume: `volume`/`path` appears at `at` (relative to the home).
+struct Mount {
+    std::string volume;
+    std::string path;
+    std::string at;
+    MountMode mode = MountMode::ReadOnly;
+    Position where;
+};
+
+struct Compartment {
+    std::string name;
+    Label label = Label::Gray;
+    std::string template_name = "host";
+    Backend backend = Backend::Sandbox;
+    std::string network = "none"; // "none" or the name of a compartment with provides_network
+    uint64_t memory_bytes = 0;    // 0 = no limit
+    uint64_t pids = 0;            // 0 = no limit
+    uint32_t cpu_millis = 0;      // 0 = no limit; 1000 = one CPU
+    std::vector<std::string> tags;
+    bool autostart = false;
+    bool disposable_template = false;
+    bool provides_network = false;
+    uint32_t preload = 0; // ready disposables kept in a pool (disposable templates only)
+    std::vector<Mount> mounts;
+    std::map<std::string, std::vector<std::string>> firewall; // client compartment -> rules
+    Position where;
+};
+
+struct SystemConfig {
+    std::string default_disposable; // empty: no default disposable
+    Position default_disposable_where;
+    std::vector<Template> templates;
+    std::vector<Volume> volumes;
+    std::vector<Compartment> compartments; // in the order of the file
+
+    Compartment const* find_compartment(std::string_view name) const;
+    Template const* find_template(std::string_view name) const;
+};
+
+struct ParseOutcome {
+    std::optional<SystemConfig> config; // set only when `errors` is empty
+    std::vector<Diagnostic> errors;
+};
+
+// Parses and validates `text`; `file` names it in diagnostics.
+ParseOutcome parse_system_config(std::string_view text, std::string_view file);
+
+// The embedded default system, used when no configuration exists: work, personal, untrusted
+// (the default disposable), vault (no network) and sys-net (provides network).
+std::string_view default_system_toml();
+
+// Compartment, template, volume, tag names: [a-z0-9][a-z0-9-]*, at most 32 characters.
+bool valid_name(std::string_view name);
+
+} // namespace bulkhead::config
