@@ -371,6 +371,89 @@ void check_references(Checker& check, SystemConfig const& config)
     }
 }
 
+// toml++ 3.3 reaches __builtin_unreachable() (undefined behaviour) when it tests some non-ASCII
+// code points for whitespace: anywhere outside strings and comments, and after a line-ending
+// backslash in a multi-line basic string (found by fuzz_config). TOML allows non-ASCII only inside
+// strings and comments anyway, so such input is refused here, with its position, before toml++
+// sees it.
+std::optional<Diagnostic> refuse_toml_hazards(std::string_view text, std::string_view file)
+{
+    enum class State { Normal, Comment, Basic, Literal, MultiBasic, MultiLiteral, Continuation };
+    State state = State::Normal;
+    uint32_t line = 1, column = 0;
+    auto starts = [&](size_t i, std::string_view what) { return text.substr(i, what.size()) == what; };
+    for (size_t i = 0; i < text.size(); ++i) {
+        auto c = static_cast<unsigned char>(text[i]);
+        if ((c & 0xC0) != 0x80)
+            ++column;
+        if (c >= 0x80 && (state == State::Normal || state == State::Continuation)) {
+            return Diagnostic {{std::string(file), line, column},
+                               state == State::Normal ? "non-ASCII character outside a string or comment"
+                                                      : "non-ASCII character right after a line-ending backslash"};
+        }
+        switch (state) {
+        case State::Normal:
+            if (c == '#') {
+                state = State::Comment;
+            } else if (starts(i, "\"\"\"")) {
+                state = State::MultiBasic;
+                i += 2, column += 2;
+            } else if (starts(i, "'''")) {
+                state = State::MultiLiteral;
+                i += 2, column += 2;
+            } else if (c == '"') {
+                state = State::Basic;
+            } else if (c == '\'') {
+                state = State::Literal;
+            }
+            break;
+        case State::Comment:
+            if (c == '\n')
+                state = State::Normal;
+            break;
+        case State::Basic:
+            if (c == '\\' && i + 1 < text.size() && text[i + 1] != '\n')
+                ++i, ++column; // an escape: skip the escaped character
+            else if (c == '"' || c == '\n')
+                state = State::Normal;
+            break;
+        case State::Literal:
+            if (c == '\'' || c == '\n')
+                state = State::Normal;
+            break;
+        case State::MultiBasic:
+            if (c == '\\') {
+                size_t j = i + 1;
+                while (j < text.size() && (text[j] == ' ' || text[j] == '\t' || text[j] == '\r'))
+                    ++j;
+                if (j < text.size() && text[j] == '\n')
+                    state = State::Continuation;
+                else if (i + 1 < text.size())
+                    ++i, ++column; // an escape: skip the escaped character
+            } else if (starts(i, "\"\"\"")) {
+                state = State::Normal;
+                i += 2, column += 2;
+            }
+            break;
+        case State::MultiLiteral:
+            if (starts(i, "'''")) {
+                state = State::Normal;
+                i += 2, column += 2;
+            }
+            break;
+        case State::Continuation:
+            if (c != ' ' && c != '\t' && c != '\r' && c != '\n')
+                state = State::MultiBasic;
+            break;
+        }
+        if (c == '\n') {
+            ++line;
+            column = 0;
+        }
+    }
+    return std::nullopt;
+}
+
 } // namespace
 
 std::string Diagnostic::format() const
@@ -412,6 +495,10 @@ ParseOutcome parse_system_config(std::string_view text, std::string_view file)
 {
     Checker check(file);
     ParseOutcome outcome;
+    if (auto hazard = refuse_toml_hazards(text, file)) {
+        outcome.errors.push_back(std::move(*hazard));
+        return outcome;
+    }
     auto parsed = toml::parse(text, file);
     if (!parsed) {
         auto const& err = parsed.error();

@@ -204,3 +204,34 @@ TEST(Config, NamesAreChecked)
     EXPECT_FALSE(valid_name("A"));
     EXPECT_FALSE(valid_name(std::string(33, 'a')));
 }
+
+// Regression: toml++ 3.3 hits undefined behaviour (__builtin_unreachable) when it tests certain
+// non-ASCII code points for whitespace. Found by fuzz_config; such input is refused before toml++.
+TEST(Config, NonAsciiOutsideStringsIsRefusedBeforeTomlSeesIt)
+{
+    struct Case {
+        char const* text;
+        char const* expected;
+    };
+    for (auto [text, expected] : {
+             Case {"[emXlateD\xd2\x92" "eb]\n", "f.toml:1:10: error: non-ASCII character outside a string or comment"},
+             Case {"[compartments.a]\nlabel = \xd2\x92\n", "f.toml:2:9: error: non-ASCII character outside a string or comment"},
+             Case {"[compartments.a]\nlabel = \"red\"\xd2\x92\n", "f.toml:2:14: error: non-ASCII character outside a string or comment"},
+             Case {"[compartments.a]\nlabel = \"\"\"r\\\n  \xd2\x92" "d\"\"\"\n",
+                   "f.toml:3:3: error: non-ASCII character right after a line-ending backslash"},
+         }) {
+        auto outcome = parse_system_config(text, "f.toml");
+        ASSERT_EQ(outcome.errors.size(), 1u) << text;
+        EXPECT_EQ(outcome.errors[0].format(), expected);
+    }
+}
+
+TEST(Config, NonAsciiInsideStringsAndCommentsIsKept)
+{
+    auto outcome = parse_system_config("# Bücher \xd2\x92\n[volumes.d]\n[compartments.a] # ü\n"
+                                       "mounts = [ { volume = \"d\", path = 'B\xc3\xbc" "cher', at = \"Dok\xd2\x92\" } ]\n",
+                                       "f.toml");
+    ASSERT_TRUE(outcome.errors.empty()) << errors_of(outcome);
+    EXPECT_EQ(outcome.config->compartments[0].mounts[0].path, "B\xc3\xbc" "cher");
+    EXPECT_EQ(outcome.config->compartments[0].mounts[0].at, "Dok\xd2\x92");
+}
