@@ -91,6 +91,7 @@ std::vector<LandlockPath> landlock_paths_for(Spec const& spec)
         {"/tmp", LandlockAccess::ReadWrite},
         {"/run", LandlockAccess::ReadWrite},
         {"/dev/shm", LandlockAccess::ReadWrite},
+        {"/dev/mqueue", LandlockAccess::ReadWrite},
         {"/dev/pts", LandlockAccess::Device},
         {"/dev/null", LandlockAccess::Device},
         {"/dev/zero", LandlockAccess::Device},

@@ -224,6 +224,13 @@ Status build_dev(HostSources& sources, int root)
     UniqueFd shm = TRY(make_tmpfs("64M", "1777", attr_nosuid_nodev));
     TRY(attach(shm, root, "dev/shm", MountPointKind::Directory));
 
+    // The compartment's own IPC namespace's POSIX message queues. Mounted so that Landlock has a
+    // path to grant: mq_open() creates files on this same filesystem.
+    UniqueFd mq_fs = TRY(sys::fsopen("mqueue"));
+    TRY(sys::fsconfig_create(mq_fs.get()));
+    UniqueFd mqueue = TRY(sys::fsmount(mq_fs.get(), attr_nosuid_nodev | MOUNT_ATTR_NOEXEC));
+    TRY(attach(mqueue, root, "dev/mqueue", MountPointKind::Directory));
+
     struct Link {
         char const* name;
         char const* target;
