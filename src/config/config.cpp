@@ -382,6 +382,16 @@ std::optional<Diagnostic> refuse_toml_hazards(std::string_view text, std::string
     State state = State::Normal;
     uint32_t line = 1, column = 0;
     auto starts = [&](size_t i, std::string_view what) { return text.substr(i, what.size()) == what; };
+    // A quote opens a string only where TOML allows one (after '=', '[', ',', '{', '.', blank or a
+    // line start). Elsewhere toml++ reads it as part of the preceding token and inspects what
+    // follows as such, so the scan stays in the state that refuses non-ASCII.
+    auto opens_string = [&](size_t i) {
+        if (i == 0)
+            return true;
+        char before = text[i - 1];
+        return before == '=' || before == '[' || before == ',' || before == '{' || before == '.' || before == ' '
+            || before == '\t' || before == '\n' || before == '\r';
+    };
     for (size_t i = 0; i < text.size(); ++i) {
         auto c = static_cast<unsigned char>(text[i]);
         if ((c & 0xC0) != 0x80)
@@ -395,16 +405,14 @@ std::optional<Diagnostic> refuse_toml_hazards(std::string_view text, std::string
         case State::Normal:
             if (c == '#') {
                 state = State::Comment;
-            } else if (starts(i, "\"\"\"")) {
+            } else if (starts(i, "\"\"\"") && opens_string(i)) {
                 state = State::MultiBasic;
                 i += 2, column += 2;
-            } else if (starts(i, "'''")) {
+            } else if (starts(i, "'''") && opens_string(i)) {
                 state = State::MultiLiteral;
                 i += 2, column += 2;
-            } else if (c == '"') {
-                state = State::Basic;
-            } else if (c == '\'') {
-                state = State::Literal;
+            } else if ((c == '"' || c == '\'') && opens_string(i)) {
+                state = c == '"' ? State::Basic : State::Literal;
             }
             break;
         case State::Comment:

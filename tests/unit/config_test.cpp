@@ -235,3 +235,11 @@ TEST(Config, NonAsciiInsideStringsAndCommentsIsKept)
     EXPECT_EQ(outcome.config->compartments[0].mounts[0].path, "B\xc3\xbc" "cher");
     EXPECT_EQ(outcome.config->compartments[0].mounts[0].at, "Dok\xd2\x92");
 }
+
+TEST(Config, QuoteGluedToAValueDoesNotHideNonAscii)
+{
+    // Found by fuzz_config: toml++ inspects what follows "0" as part of the value.
+    auto outcome = parse_system_config("kind =0\"\xef\xbb\xbdtfs\"\n", "f.toml");
+    ASSERT_EQ(outcome.errors.size(), 1u);
+    EXPECT_EQ(outcome.errors[0].format(), "f.toml:1:9: error: non-ASCII character outside a string or comment");
+}
