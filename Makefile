@@ -1,53 +1,89 @@
-# bulkhead: the set-up commands. Everything a target needs is installed by the target itself
-# (Debian packages, only those missing).
+# bulkhead: build, test, fuzz and benchmark entry points (GNU make, Debian 12, as root).
+# Every target installs the Debian packages it needs itself (only the missing ones), so that a fresh
+# machine with just a compiler can run `make test` (CI: .ci/run).
+#
+#   make deps        install the build, test and fuzz packages that are missing
+#   make build       configure and build in build/
+#   make test        build, ctest (one test at a time), then every fuzz target for FUZZ_SMOKE_SECONDS
+#   make demo        build, then `bulkhead demo`
+#   make bench       benchmarks against their peers (bwrap); writes bench/RESULTS.md
+#   make fuzz        every fuzz target for FUZZ_SECONDS from its seed corpus (build-fuzz/, clang)
+#   make sanitize    the whole ctest suite built with ASan + UBSan (build-asan/)
+#   make format      clang-format -i over src/ and tests/;  make tidy: clang-tidy over src/
+#   make clean       remove every build directory
 SHELL := /bin/bash
+MAKEFLAGS += --no-print-directory
 .SHELLFLAGS := -eu -o pipefail -c
 
 BUILD ?= build
+FUZZ_BUILD ?= build-fuzz
+ASAN_BUILD ?= build-asan
+BUILD_TYPE ?= RelWithDebInfo
 JOBS ?= $(shell nproc)
 FUZZ_SECONDS ?= 60
 FUZZ_SMOKE_SECONDS ?= 5
-CLANG_CXX ?= clang++-14
-CLANG_CC ?= clang-14
+# Debian 12 ships clang 14; its libFuzzer and sanitizer runtimes are in libclang-rt-14-dev, which
+# clang-14 only recommends (so --no-install-recommends would leave -fsanitize=fuzzer unable to link).
+LLVM_VERSION ?= 14
+FUZZ_CC ?= clang-$(LLVM_VERSION)
+FUZZ_CXX ?= clang++-$(LLVM_VERSION)
 
 BUILD_PACKAGES := cmake g++ make pkg-config libseccomp-dev libgtest-dev libgmock-dev libbenchmark-dev \
-	libtomlplusplus-dev nlohmann-json3-dev libsodium-dev libsqlite3-dev libzstd-dev
-FUZZ_PACKAGES := clang-14 libclang-rt-14-dev
+	libtomlplusplus-dev nlohmann-json3-dev libsodium-dev libsqlite3-dev libzstd-dev procps
+# llvm-N brings llvm-symbolizer, so that fuzzer and sanitizer reports name functions and lines.
+FUZZ_PACKAGES := clang-$(LLVM_VERSION) libclang-rt-$(LLVM_VERSION)-dev llvm-$(LLVM_VERSION)
 BENCH_PACKAGES := bubblewrap hyperfine python3
+TOOL_PACKAGES := clang-format-$(LLVM_VERSION) clang-tidy-$(LLVM_VERSION)
 
-.PHONY: all deps fuzz-deps bench-deps build test demo bench fuzz fuzz-build sanitize format tidy clean
+# apt-get update at most once per make run, and only when a package is missing.
+APT_STAMP := /tmp/bulkhead-apt-updated.$(shell echo $$PPID.$$(date +%s))
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+
+.PHONY: all deps fuzz-deps bench-deps tool-deps build test demo bench fuzz-build fuzz sanitize format tidy clean
 
 all: build
 
-# Installs with apt-get only what is missing; `apt-get update` only when something is.
+# $(call apt_install,PACKAGES): installs those of PACKAGES that dpkg does not report as installed.
+# Under a lock, so that targets run in parallel (make -j) take turns instead of failing on apt's own lock.
 define apt_install
-	@missing=""; for p in $(1); do \
-	  dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	@exec 9>/tmp/bulkhead-apt.lock; flock 9; \
+	missing=""; \
+	for package in $(1); do \
+	  status=$$(dpkg-query -W -f='$${Status}' "$$package" 2>/dev/null || true); \
+	  [ "$$status" = "install ok installed" ] || missing="$$missing $$package"; \
 	done; \
-	if [ -n "$$missing" ]; then \
-	  echo "installing:$$missing"; \
-	  export DEBIAN_FRONTEND=noninteractive; \
-	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
-	fi
+	if [ -z "$$missing" ]; then echo "apt-get: nothing to install ($(words $(1)) packages present)"; exit 0; fi; \
+	echo "apt-get: installing$$missing"; \
+	export DEBIAN_FRONTEND=noninteractive; \
+	if [ ! -e $(APT_STAMP) ]; then $(SUDO) apt-get update -qq && touch $(APT_STAMP); fi; \
+	$(SUDO) apt-get install -y -qq --no-install-recommends $$missing
 endef
 
 deps:
-	$(call apt_install,$(BUILD_PACKAGES))
+	$(call apt_install,$(BUILD_PACKAGES) $(FUZZ_PACKAGES))
 
+# Kept for callers that only want the fuzzing toolchain; `deps` already includes it.
 fuzz-deps:
 	$(call apt_install,$(FUZZ_PACKAGES))
 
 bench-deps:
 	$(call apt_install,$(BENCH_PACKAGES))
 
+tool-deps:
+	$(call apt_install,$(TOOL_PACKAGES))
+
 build: deps
-	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE)
 	cmake --build $(BUILD) -j$(JOBS)
 
-# Privileged tests share the host's cgroups and run one at a time; then every fuzz target briefly.
+# -j1: the privileged tests share the host's cgroups. Then every fuzz target briefly; the fuzz smoke
+# runs even when a test failed, and either failure fails the target.
 test: build fuzz-build
-	ctest --test-dir $(BUILD) --output-on-failure -j1
-	tests/fuzz/run.sh build-fuzz $(FUZZ_SMOKE_SECONDS)
+	status=0; \
+	ctest --test-dir $(BUILD) --output-on-failure -j1 || status=1; \
+	tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SMOKE_SECONDS) || status=1; \
+	if [ $$status -ne 0 ]; then echo "make test: FAILED (see above)" >&2; fi; \
+	exit $$status
 
 demo: build
 	./$(BUILD)/bulkhead demo
@@ -55,25 +91,25 @@ demo: build
 bench: bench-deps build
 	bench/run $(BUILD)
 
-fuzz-build: deps fuzz-deps
-	CC=$(CLANG_CC) CXX=$(CLANG_CXX) cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-	  -DBULKHEAD_FUZZ=ON -DBULKHEAD_TESTS=OFF >/dev/null
-	cmake --build build-fuzz -j$(JOBS)
+fuzz-build: deps
+	CC=$(FUZZ_CC) CXX=$(FUZZ_CXX) cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DBULKHEAD_FUZZ=ON -DBULKHEAD_TESTS=OFF
+	cmake --build $(FUZZ_BUILD) -j$(JOBS)
 
 fuzz: fuzz-build
-	tests/fuzz/run.sh build-fuzz $(FUZZ_SECONDS)
+	tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
 
 sanitize: deps
-	cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DBULKHEAD_SANITIZE=ON >/dev/null
-	cmake --build build-asan -j$(JOBS)
-	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	  ctest --test-dir build-asan --output-on-failure -j1
+	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DBULKHEAD_SANITIZE=ON
+	cmake --build $(ASAN_BUILD) -j$(JOBS)
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  ctest --test-dir $(ASAN_BUILD) --output-on-failure -j1
 
-format:
-	clang-format -i $$(git ls-files '*.cpp' '*.hpp')
+format: tool-deps
+	find src tests -name '*.cpp' -o -name '*.hpp' | xargs clang-format-$(LLVM_VERSION) -i
 
-tidy: build
-	clang-tidy -p $(BUILD) --quiet $$(git ls-files 'src/*.cpp')
+tidy: tool-deps build
+	find src -name '*.cpp' | xargs clang-tidy-$(LLVM_VERSION) -p $(BUILD) --quiet
 
 clean:
-	rm -rf build build-fuzz build-asan
+	rm -rf $(BUILD) $(FUZZ_BUILD) $(ASAN_BUILD) bench/*.json
