@@ -7,6 +7,8 @@
 //     clone with any namespace flag is refused;
 //   - ioctl TIOCSTI / TIOCLINUX refused by a compare on the low 32 bits only, because the kernel
 //     truncates the request to unsigned int (a set high bit must not slip past: CVE-2019-10063);
+//   - socket/socketpair only for AF_UNIX, AF_INET, AF_INET6, AF_NETLINK (no AF_VSOCK: it is not
+//     namespaced and reaches the host's vsock services);
 //   - personality only with the harmless personas.
 // Syscalls the payload must never reach (mount and the new mount API, unshare, setns, ptrace,
 // process_vm_*, bpf, perf_event_open, keyctl, userfaultfd, io_uring, open_by_handle_at, kexec,
@@ -19,6 +21,7 @@
 #include <sched.h>
 #include <seccomp.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
@@ -72,7 +75,7 @@ constexpr char const* allowed_syscalls[] = {
     "nanosleep", "clock_nanosleep", "clock_gettime", "clock_getres", "gettimeofday", "time", "getitimer",
     "setitimer", "timer_create", "timer_settime", "timer_gettime", "timer_getoverrun", "timer_delete",
     // sockets (the compartment's own network namespace)
-    "socket", "socketpair", "connect", "accept", "accept4", "bind", "listen", "shutdown", "getsockname",
+    "connect", "accept", "accept4", "bind", "listen", "shutdown", "getsockname",
     "getpeername", "setsockopt", "getsockopt", "sendto", "recvfrom", "sendmsg", "recvmsg", "sendmmsg",
     "recvmmsg",
     // SysV and POSIX IPC (the compartment's own IPC namespace)
@@ -84,6 +87,10 @@ constexpr char const* allowed_syscalls[] = {
 // its bit with the exit signal in clone() and exists only for clone3/unshare, both refused.)
 constexpr uint64_t clone_namespace_flags
     = CLONE_NEWNS | CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP;
+
+// AF_UNIX, AF_INET, AF_INET6, AF_NETLINK (interface and route queries of the compartment's own
+// network namespace).
+constexpr uint64_t allowed_socket_families[] = {AF_UNIX, AF_INET, AF_INET6, AF_NETLINK};
 
 // The personas a program may ask for: the default, the 32-bit uname, and the query value.
 constexpr uint64_t allowed_personas[] = {0x0, 0x8, 0x20008, 0xffffffff};
@@ -156,6 +163,18 @@ Status add_default_rules(void* ctx)
     // default EPERM. libseccomp lets an unconditional rule override conditional ones, so the
     // allowance is spelled as the complement of the refused set (see allow_unless_low32).
     TRY_CTX(allow_unless_low32(ctx, SCMP_SYS(ioctl), 1, {uint32_t(TIOCSTI), uint32_t(TIOCLINUX)}), "ioctl");
+
+    // Sockets only of the families a compartment's own network namespace confines. AF_VSOCK is
+    // not namespaced (it reaches the host's and the hypervisor's vsock services), and the others
+    // (AF_ALG, AF_PACKET, AF_KEY, bluetooth, ...) are kernel attack surface no payload needs. The
+    // kernel reads the family as int: compare the low 32 bits only.
+    for (int nr : {SCMP_SYS(socket), SCMP_SYS(socketpair)}) {
+        for (uint64_t family : allowed_socket_families) {
+            TRY_CTX(check_rc(seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 1, SCMP_A0(SCMP_CMP_MASKED_EQ, 0xffffffffULL, family)),
+                             "seccomp_rule_add"),
+                    "socket");
+        }
+    }
 
     for (uint64_t persona : allowed_personas) {
         TRY_CTX(check_rc(seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(personality), 1,

@@ -15,6 +15,7 @@
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -369,5 +370,24 @@ TEST_F(SeccompTest, PrebuiltProgramEqualsCompiledProgram)
         auto const& a = prebuilt.instructions()[i];
         auto const& b = s_program->instructions()[i];
         EXPECT_TRUE(a.code == b.code && a.jt == b.jt && a.jf == b.jf && a.k == b.k) << "instruction " << i;
+    }
+}
+
+TEST_F(SeccompTest, OnlyNamespacedSocketFamilies)
+{
+    for (int family : {AF_UNIX, AF_INET, AF_INET6, AF_NETLINK}) {
+        auto outcome = under_filter([family] {
+            return ::syscall(SYS_socket, family, family == AF_NETLINK ? SOCK_RAW : SOCK_DGRAM, 0);
+        });
+        EXPECT_EQ(outcome.error, 0) << family;
+    }
+    // AF_VSOCK reaches the host's vsock port space; the high-bit variant must not slip through.
+    for (unsigned long family : {40UL /* AF_VSOCK */, 0x100000028UL, 38UL /* AF_ALG */, 17UL /* AF_PACKET */,
+                                 15UL /* AF_KEY */, 31UL /* AF_BLUETOOTH */}) {
+        auto outcome = under_filter([family] { return ::syscall(SYS_socket, family, SOCK_STREAM, 0); });
+        EXPECT_EQ(outcome.error, EPERM) << family;
+        int pair[2];
+        outcome = under_filter([family, &pair] { return ::syscall(SYS_socketpair, family, SOCK_STREAM, 0, pair); });
+        EXPECT_EQ(outcome.error, EPERM) << family;
     }
 }
