@@ -19,6 +19,97 @@ namespace {
 
 constexpr std::array<std::string_view, 8> label_names {"red", "orange", "yellow", "green", "gray", "blue", "purple", "black"};
 
+// toml++ 3.3 reaches __builtin_unreachable() (undefined behaviour) when it tests some non-ASCII
+// code points for whitespace, which it does wherever its lexer looks ahead (found by fuzz_config,
+// three different ways). So toml++ never sees those code points: each is swapped for one of a block
+// of private-use code points before parsing, and swapped back in every string taken out of the
+// document. Input that already holds a code point of that block is refused.
+struct CodeRange {
+    char32_t first;
+    char32_t last;
+};
+// The code points toml++ 3.3's is_non_ascii_horizontal_whitespace() has no answer for.
+constexpr CodeRange unsafe_ranges[] = {{0xA1, 0x499}, {0x2C5E, 0x2FFF}, {0x3001, 0x3057}, {0xFB26, 0xFEFE}};
+constexpr char32_t stand_in_base = 0xE000; // private use area; safe for toml++
+constexpr char32_t stand_in_count = (0x499 - 0xA1 + 1) + (0x2FFF - 0x2C5E + 1) + (0x3057 - 0x3001 + 1) + (0xFEFE - 0xFB26 + 1);
+
+void append_utf8(std::string& out, char32_t cp)
+{
+    if (cp < 0x80) {
+        out.push_back(static_cast<char>(cp));
+    } else if (cp < 0x800) {
+        out.push_back(static_cast<char>(0xC0 | (cp >> 6)));
+        out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+    } else {
+        out.push_back(static_cast<char>(0xE0 | (cp >> 12)));
+        out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
+        out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+    }
+}
+
+// Decodes a 2- or 3-byte sequence at text[i]; 0 when there is none (ASCII, 4-byte or invalid).
+char32_t decode_bmp(std::string_view text, size_t i, size_t& length)
+{
+    auto byte = [&](size_t k) { return static_cast<unsigned char>(text[k]); };
+    auto continuation = [&](size_t k) { return k < text.size() && (byte(k) & 0xC0) == 0x80; };
+    if ((byte(i) & 0xE0) == 0xC0 && continuation(i + 1)) {
+        length = 2;
+        char32_t cp = ((byte(i) & 0x1F) << 6) | (byte(i + 1) & 0x3F);
+        return cp >= 0x80 ? cp : 0;
+    }
+    if ((byte(i) & 0xF0) == 0xE0 && continuation(i + 1) && continuation(i + 2)) {
+        length = 3;
+        char32_t cp = ((byte(i) & 0x0F) << 12) | ((byte(i + 1) & 0x3F) << 6) | (byte(i + 2) & 0x3F);
+        return cp >= 0x800 ? cp : 0;
+    }
+    return 0;
+}
+
+// Maps the unsafe code points to stand-ins (to_stand_in) or back.
+enum class Direction { ToStandIn, Back };
+std::optional<std::string> swap_code_points(std::string_view text, Direction direction, size_t* refused_at = nullptr)
+{
+    std::string out;
+    out.reserve(text.size() + text.size() / 2);
+    for (size_t i = 0; i < text.size();) {
+        size_t length = 1;
+        char32_t cp = decode_bmp(text, i, length);
+        char32_t mapped = 0;
+        if (cp != 0 && direction == Direction::ToStandIn) {
+            if (cp >= stand_in_base && cp < stand_in_base + stand_in_count) {
+                if (refused_at != nullptr)
+                    *refused_at = i;
+                return std::nullopt;
+            }
+            char32_t index = 0;
+            for (auto const& range : unsafe_ranges) {
+                if (cp >= range.first && cp <= range.last) {
+                    mapped = stand_in_base + index + (cp - range.first);
+                    break;
+                }
+                index += range.last - range.first + 1;
+            }
+        } else if (cp >= stand_in_base && cp < stand_in_base + stand_in_count && direction == Direction::Back) {
+            char32_t index = cp - stand_in_base;
+            for (auto const& range : unsafe_ranges) {
+                if (index <= range.last - range.first) {
+                    mapped = range.first + index;
+                    break;
+                }
+                index -= range.last - range.first + 1;
+            }
+        }
+        if (mapped != 0)
+            append_utf8(out, mapped);
+        else
+            out.append(text.substr(i, length));
+        i += length;
+    }
+    return out;
+}
+
+std::string restore(std::string_view text) { return *swap_code_points(text, Direction::Back); }
+
 class Checker {
 public:
     explicit Checker(std::string_view file) : m_file(file) {}
@@ -29,8 +120,8 @@ public:
     }
     Position at(toml::node const& node) const { return at(node.source()); }
 
-    void error(Position where, std::string message) { m_errors.push_back({std::move(where), std::move(message)}); }
-    void error(toml::node const& node, std::string message) { error(at(node), std::move(message)); }
+    void error(Position where, std::string const& message) { m_errors.push_back({std::move(where), restore(message)}); }
+    void error(toml::node const& node, std::string const& message) { error(at(node), message); }
 
     std::vector<Diagnostic> take_errors() { return std::move(m_errors); }
     bool failed() const { return !m_errors.empty(); }
@@ -56,7 +147,7 @@ public:
     std::optional<std::string> string_at(toml::node const& node, std::string const& what)
     {
         if (auto const* s = node.as_string())
-            return s->get();
+            return restore(s->get());
         error(node, what + " must be a string, not " + type_name(node));
         return std::nullopt;
     }
@@ -147,7 +238,7 @@ void parse_templates(Checker& check, toml::node const& node, SystemConfig& confi
     if (table == nullptr)
         return;
     for (auto&& [key, value] : *table) {
-        std::string name(key.str());
+        std::string name = restore(key.str());
         Template templ {name, TemplateKind::Host, {}, check.at(key.source())};
         if (!valid_name(name))
             check.error(check.at(key.source()), "template name '" + name + "': use a-z, 0-9 and '-' (at most 32, starting with a letter or digit)");
@@ -187,7 +278,7 @@ void parse_volumes(Checker& check, toml::node const& node, SystemConfig& config)
     if (table == nullptr)
         return;
     for (auto&& [key, value] : *table) {
-        std::string name(key.str());
+        std::string name = restore(key.str());
         if (!valid_name(name))
             check.error(check.at(key.source()), "volume name '" + name + "': use a-z, 0-9 and '-' (at most 32, starting with a letter or digit)");
         if (auto const* body = check.table_at(value, "volume '" + name + "'"))
@@ -237,7 +328,7 @@ void parse_mount(Checker& check, toml::node const& node, Compartment& compartmen
 
 void parse_compartment(Checker& check, toml::key const& key, toml::node const& node, SystemConfig& config)
 {
-    std::string name(key.str());
+    std::string name = restore(key.str());
     Compartment c;
     c.name = name;
     c.where = check.at(key.source());
@@ -328,7 +419,7 @@ void parse_compartment(Checker& check, toml::key const& key, toml::node const& n
             for (auto&& [client, rules] : *fw) {
                 auto list = check.strings_at(rules, "firewall." + std::string(client.str()));
                 if (list)
-                    c.firewall[std::string(client.str())] = *list;
+                    c.firewall[restore(client.str())] = *list;
             }
         }
     }
@@ -369,97 +460,6 @@ void check_references(Checker& check, SystemConfig const& config)
         else if (!d->disposable_template)
             check.error(d->where, "default_disposable '" + d->name + "' is not a compartment with disposable_template = true");
     }
-}
-
-// toml++ 3.3 reaches __builtin_unreachable() (undefined behaviour) when it tests some non-ASCII
-// code points for whitespace: anywhere outside strings and comments, and after a line-ending
-// backslash in a multi-line basic string (found by fuzz_config). TOML allows non-ASCII only inside
-// strings and comments anyway, so such input is refused here, with its position, before toml++
-// sees it.
-std::optional<Diagnostic> refuse_toml_hazards(std::string_view text, std::string_view file)
-{
-    enum class State { Normal, Comment, Basic, Literal, MultiBasic, MultiLiteral, Continuation };
-    State state = State::Normal;
-    uint32_t line = 1, column = 0;
-    auto starts = [&](size_t i, std::string_view what) { return text.substr(i, what.size()) == what; };
-    // A quote opens a string only where TOML allows one (after '=', '[', ',', '{', '.', blank or a
-    // line start). Elsewhere toml++ reads it as part of the preceding token and inspects what
-    // follows as such, so the scan stays in the state that refuses non-ASCII.
-    auto opens_string = [&](size_t i) {
-        if (i == 0)
-            return true;
-        char before = text[i - 1];
-        return before == '=' || before == '[' || before == ',' || before == '{' || before == '.' || before == ' '
-            || before == '\t' || before == '\n' || before == '\r';
-    };
-    for (size_t i = 0; i < text.size(); ++i) {
-        auto c = static_cast<unsigned char>(text[i]);
-        if ((c & 0xC0) != 0x80)
-            ++column;
-        if (c >= 0x80 && (state == State::Normal || state == State::Continuation)) {
-            return Diagnostic {{std::string(file), line, column},
-                               state == State::Normal ? "non-ASCII character outside a string or comment"
-                                                      : "non-ASCII character right after a line-ending backslash"};
-        }
-        switch (state) {
-        case State::Normal:
-            if (c == '#') {
-                state = State::Comment;
-            } else if (starts(i, "\"\"\"") && opens_string(i)) {
-                state = State::MultiBasic;
-                i += 2, column += 2;
-            } else if (starts(i, "'''") && opens_string(i)) {
-                state = State::MultiLiteral;
-                i += 2, column += 2;
-            } else if ((c == '"' || c == '\'') && opens_string(i)) {
-                state = c == '"' ? State::Basic : State::Literal;
-            }
-            break;
-        case State::Comment:
-            if (c == '\n')
-                state = State::Normal;
-            break;
-        case State::Basic:
-            if (c == '\\' && i + 1 < text.size() && text[i + 1] != '\n')
-                ++i, ++column; // an escape: skip the escaped character
-            else if (c == '"' || c == '\n')
-                state = State::Normal;
-            break;
-        case State::Literal:
-            if (c == '\'' || c == '\n')
-                state = State::Normal;
-            break;
-        case State::MultiBasic:
-            if (c == '\\') {
-                size_t j = i + 1;
-                while (j < text.size() && (text[j] == ' ' || text[j] == '\t' || text[j] == '\r'))
-                    ++j;
-                if (j < text.size() && text[j] == '\n')
-                    state = State::Continuation;
-                else if (i + 1 < text.size())
-                    ++i, ++column; // an escape: skip the escaped character
-            } else if (starts(i, "\"\"\"")) {
-                state = State::Normal;
-                i += 2, column += 2;
-            }
-            break;
-        case State::MultiLiteral:
-            if (starts(i, "'''")) {
-                state = State::Normal;
-                i += 2, column += 2;
-            }
-            break;
-        case State::Continuation:
-            if (c != ' ' && c != '\t' && c != '\r' && c != '\n')
-                state = State::MultiBasic;
-            break;
-        }
-        if (c == '\n') {
-            ++line;
-            column = 0;
-        }
-    }
-    return std::nullopt;
 }
 
 } // namespace
@@ -503,11 +503,21 @@ ParseOutcome parse_system_config(std::string_view text, std::string_view file)
 {
     Checker check(file);
     ParseOutcome outcome;
-    if (auto hazard = refuse_toml_hazards(text, file)) {
-        outcome.errors.push_back(std::move(*hazard));
+    size_t refused_at = 0;
+    auto shielded = swap_code_points(text, Direction::ToStandIn, &refused_at);
+    if (!shielded) {
+        uint32_t line = 1, column = 1;
+        for (size_t i = 0; i < refused_at; ++i) {
+            if (text[i] == '\n')
+                ++line, column = 1;
+            else if ((static_cast<unsigned char>(text[i]) & 0xC0) != 0x80)
+                ++column;
+        }
+        check.error(Position {std::string(file), line, column}, "private-use character not allowed in the configuration");
+        outcome.errors = check.take_errors();
         return outcome;
     }
-    auto parsed = toml::parse(text, file);
+    auto parsed = toml::parse(*shielded, file);
     if (!parsed) {
         auto const& err = parsed.error();
         check.error(check.at(err.source()), std::string(err.description()));
