@@ -132,6 +132,8 @@ Status drop_privileges(Spec const& spec, int landlock_fd, SeccompProgram const& 
 [[noreturn]] void run_payload(Spec const& spec, int sync_fd, int landlock_fd, SeccompProgram const& seccomp)
 {
     auto fail = [&](Error const& error) { fail_child(sync_fd, error); };
+    // Undo what PID 1 got from protect_init_from_oom(): the payload is an ordinary OOM victim.
+    (void)sys::write_file("/proc/self/oom_score_adj", "0");
     if (auto status = setup_stdio(spec); status.is_error())
         fail(status.release_error());
     // A new session: no controlling terminal of the host's can be reached through /dev/tty.
@@ -302,6 +304,15 @@ struct HostSetup {
     }
 };
 
+// PID 1 starts as a copy-on-write fork of the caller and shows the caller's resident size; when a
+// program inside hits the memory limit, the OOM killer must pick that program, not PID 1 (whose
+// death ends the compartment). Lowering oom_score_adj needs CAP_SYS_RESOURCE; without it PID 1
+// keeps the default and the caller should stay small.
+void protect_init_from_oom(pid_t pid)
+{
+    (void)sys::write_file("/proc/" + std::to_string(pid) + "/oom_score_adj", "-1000");
+}
+
 Result<std::string> wait_for_setup(int sync_fd)
 {
     pollfd pfd {sync_fd, POLLIN, 0};
@@ -369,6 +380,7 @@ Result<Compartment> Compartment::create(Engine const& engine, Spec const& spec)
 
     TRY_CTX(write_id_maps(pid, spec.host_id_base), "user namespace");
     TRY(injected(spec, SetupStep::IdMap, "id map"));
+    protect_init_from_oom(pid);
     if (setup.cgroup->clone_into_fd() < 0)
         TRY_CTX(setup.cgroup->add_process(pid), "joining the cgroup");
     if (::send(parent_sync.get(), "g", 1, MSG_NOSIGNAL) != 1)

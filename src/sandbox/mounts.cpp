@@ -251,6 +251,9 @@ Status build_dev(HostSources& sources, int root)
 Status build_proc(int root)
 {
     UniqueFd fs = TRY(sys::fsopen("proc"));
+    // Only processes the viewer may ptrace are listed. PID 1 is a non-dumpable copy of the process
+    // that made the compartment: hidden, its command line (the broker's) cannot be read.
+    TRY(sys::fsconfig_string(fs.get(), "hidepid", "ptraceable"));
     TRY(sys::fsconfig_create(fs.get()));
     UniqueFd proc = TRY(sys::fsmount(fs.get(), MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC));
     TRY(attach(proc, root, "proc", MountPointKind::Directory));

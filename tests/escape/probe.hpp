@@ -40,8 +40,8 @@ std::string signal_name(int sig);
 struct Outcome {
     long rc = 0;
     int err = 0;
-    int signal = 0;    // the attempt's child was killed by this signal
-    bool ran = true;   // false: the child could not be started (err says why)
+    int signal = 0;  // the attempt's child was killed by this signal
+    bool ran = true; // false: the child could not be started (err says why)
 };
 
 // Captures errno right after `rc` was computed in the caller: `now(::open(...))`.
@@ -52,8 +52,7 @@ Outcome in_child(std::function<long()> const& attempt);
 
 // PASS when the attempt failed with one of `expected`; FAIL on success, on any other errno, or on a
 // signal. The detail always names what was tried and what happened.
-void expect_refused(Report& report, std::string const& what, Outcome const& outcome,
-    std::initializer_list<int> expected);
+void expect_refused(Report& report, std::string const& what, Outcome const& outcome, std::vector<int> const& expected);
 
 // Small helpers that never throw.
 bool read_file(std::string const& path, std::string& out, int* err = nullptr, size_t limit = 1 << 20);
@@ -80,6 +79,7 @@ int check_mounts(Args const& args);
 int check_ptrace(Args const& args);
 int check_syscalls(Args const& args);
 int check_host_procs(Args const& args);
+int check_host_argv(Args const& args);
 int check_serve(Args const& args);
 int check_neighbour(Args const& args);
 int check_network(Args const& args);
