@@ -144,6 +144,9 @@ int sandbox_command(std::span<char*> args)
             auto size = parse_size(text);
             if (size.is_error())
                 return usage_error("--memory: " + size.error().message());
+            // 0 would mean "no limit": a value that rounds down to nothing is a mistake, not a wish.
+            if (size.value() == 0)
+                return usage_error("--memory: '" + std::string(text) + "' is no memory at all (use e.g. 256M)");
             spec.limits.memory_bytes = size.value();
         } else if (arg == "--pids") {
             auto pids = parse_uint(text);

@@ -43,6 +43,7 @@ check bad-memory 2 "--memory: cannot parse '12Q'" -- "${S[@]}" --memory 12Q -- /
 check bad-cpus 2 "--cpus: cannot parse" -- "${S[@]}" --cpus lots -- /bin/true
 check bad-pids 2 "--pids: cannot parse" -- "${S[@]}" --pids -3 -- /bin/true
 check tiny-memory 2 "limits.memory:" -- "${S[@]}" --memory 1K -- /bin/true
+check zero-memory 2 "--memory: '0.5' is no memory at all" -- "${S[@]}" --memory 0.5 -- /bin/true
 check missing-template 2 "template.root: '/no/such/rootfs' does not exist" -- "${S[@]}" --template /no/such/rootfs -- /bin/true
 check missing-bind 2 "binds[0].source: '/no/such/dir' does not exist" -- "${S[@]}" --bind /no/such/dir:/data -- /bin/true
 check bad-bind-mode 2 "--bind: 'rx' is not ro or rw" -- "${S[@]}" --bind /tmp:/data:rx -- /bin/true
