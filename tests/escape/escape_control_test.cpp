@@ -6,6 +6,8 @@
 // signal to a host process.
 #include "escape_fixture.hpp"
 
+#include <cstring>
+
 #include "sys/syscalls.hpp"
 
 #include <algorithm>
@@ -111,14 +113,9 @@ TEST(EscapeControl, ProbeDetectsEscapesOnHost)
         RecordProperty("ia32_control", "skipped: ia32 emulation is disabled in this kernel");
 
     // Terminal injection into a private pty: the host side sees the bytes arrive.
-    int master = -1;
-    int slave = -1;
-    ASSERT_EQ(::openpty(&master, &slave, nullptr, nullptr, nullptr), 0);
-    UniqueFd master_fd(master), slave_fd(slave);
-    termios mode {};
-    ASSERT_EQ(::tcgetattr(slave, &mode), 0);
-    ::cfmakeraw(&mode);
-    ASSERT_EQ(::tcsetattr(slave, TCSANOW, &mode), 0);
+    auto pty = open_raw_pty();
+    ASSERT_TRUE(pty.slave.valid()) << "openpty: " << std::strerror(errno);
+    int const slave = pty.slave.get();
     auto tty = run_on_host({"tty"}, slave);
     expect_fails(tty, "tty", {"ioctl(0, TIOCSTI)", "ioctl(0, TIOCSTI|1<<32)", "ioctl(0, TIOCLINUX)"});
     EXPECT_NE(drain(slave), "") << "TIOCSTI on the host left nothing in the pty: the harness's pty check cannot fail";

@@ -1,5 +1,8 @@
 #include "escape_fixture.hpp"
 
+#include <pty.h>
+#include <termios.h>
+
 #include "sys/syscalls.hpp"
 
 #include <chrono>
@@ -309,6 +312,22 @@ bool host_runs_true(int times)
             return false;
     }
     return true;
+}
+
+RawPty open_raw_pty()
+{
+    int master = -1;
+    int slave = -1;
+    if (::openpty(&master, &slave, nullptr, nullptr, nullptr) != 0)
+        return {};
+    RawPty pty {sys::UniqueFd(master), sys::UniqueFd(slave)};
+    termios mode {};
+    if (::tcgetattr(slave, &mode) != 0)
+        return {};
+    ::cfmakeraw(&mode);
+    if (::tcsetattr(slave, TCSANOW, &mode) != 0)
+        return {};
+    return pty;
 }
 
 } // namespace bulkhead::escape

@@ -102,4 +102,12 @@ private:
 // The host can still fork and run /bin/true, `times` times in a row.
 bool host_runs_true(int times = 4);
 
+// A pty in raw mode, so that any byte injected into its input is readable at once rather than
+// held back for a complete line. Empty fds when openpty or the mode change fails.
+struct RawPty {
+    sys::UniqueFd master;
+    sys::UniqueFd slave;
+};
+RawPty open_raw_pty();
+
 } // namespace bulkhead::escape

@@ -28,15 +28,9 @@ using sys::UniqueFd;
 
 TEST_P(EscapeTest, TerminalInjectionIsRefused)
 {
-    int master = -1;
-    int slave = -1;
-    ASSERT_EQ(::openpty(&master, &slave, nullptr, nullptr, nullptr), 0);
-    UniqueFd master_fd(master), slave_fd(slave);
-    // Raw: any injected byte would be readable at once, not held back for a complete line.
-    termios mode {};
-    ASSERT_EQ(::tcgetattr(slave, &mode), 0);
-    ::cfmakeraw(&mode);
-    ASSERT_EQ(::tcsetattr(slave, TCSANOW, &mode), 0);
+    auto pty = open_raw_pty();
+    ASSERT_TRUE(pty.slave.valid()) << "openpty: " << std::strerror(errno);
+    int const slave = pty.slave.get();
 
     auto result = run_with_stdin(probe_spec({"tty"}), slave);
     EXPECT_TRUE(all_pass(result, "tty"));
