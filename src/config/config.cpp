@@ -7,6 +7,7 @@
 #include "config/config.hpp"
 
 #include "base/parse.hpp"
+#include "sandbox/spec.hpp"
 
 #include <algorithm>
 #include <array>
@@ -191,6 +192,32 @@ public:
         return out;
     }
 
+    // A keyword value: sets `out` to the choice whose word `node` holds, else reports the choices.
+    template<typename E>
+    void one_of(toml::node const& node, std::string const& what, std::initializer_list<std::pair<char const*, E>> choices,
+                E& out)
+    {
+        auto text = string_at(node, what);
+        if (!text)
+            return;
+        std::string expected;
+        for (auto const& [word, value] : choices) {
+            if (*text == word) {
+                out = value;
+                return;
+            }
+            expected += std::string(expected.empty() ? "\"" : " or \"") + word + "\"";
+        }
+        error(node, what + " '" + *text + "': expected " + expected);
+    }
+
+    // Reports a compartment, template, volume or tag name that valid_name() refuses.
+    void name_ok(Position const& where, std::string const& what, std::string const& name)
+    {
+        if (!valid_name(name))
+            error(where, what + " '" + name + "': use a-z, 0-9 and '-' (at most 32, starting with a letter or digit)");
+    }
+
     static std::string type_name(toml::node const& node)
     {
         switch (node.type()) {
@@ -240,20 +267,14 @@ void parse_templates(Checker& check, toml::node const& node, SystemConfig& confi
     for (auto&& [key, value] : *table) {
         std::string name = restore(key.str());
         Template templ {name, TemplateKind::Host, {}, check.at(key.source())};
-        if (!valid_name(name))
-            check.error(check.at(key.source()), "template name '" + name + "': use a-z, 0-9 and '-' (at most 32, starting with a letter or digit)");
+        check.name_ok(check.at(key.source()), "template name", name);
         auto const* body = check.table_at(value, "template '" + name + "'");
         if (body == nullptr)
             continue;
         check.only_keys(*body, {"kind", "path"}, "template '" + name + "'");
         if (auto const* kind = body->get("kind")) {
-            auto text = check.string_at(*kind, "kind");
-            if (text == "host")
-                templ.kind = TemplateKind::Host;
-            else if (text == "rootfs")
-                templ.kind = TemplateKind::Rootfs;
-            else if (text)
-                check.error(*kind, "kind '" + *text + "': expected \"host\" or \"rootfs\"");
+            check.one_of<TemplateKind>(*kind, "kind", {{"host", TemplateKind::Host}, {"rootfs", TemplateKind::Rootfs}},
+                                       templ.kind);
         } else {
             check.error(check.at(key.source()), "template '" + name + "' has no kind (\"host\" or \"rootfs\")");
         }
@@ -279,8 +300,7 @@ void parse_volumes(Checker& check, toml::node const& node, SystemConfig& config)
         return;
     for (auto&& [key, value] : *table) {
         std::string name = restore(key.str());
-        if (!valid_name(name))
-            check.error(check.at(key.source()), "volume name '" + name + "': use a-z, 0-9 and '-' (at most 32, starting with a letter or digit)");
+        check.name_ok(check.at(key.source()), "volume name", name);
         if (auto const* body = check.table_at(value, "volume '" + name + "'"))
             check.only_keys(*body, {}, "volume '" + name + "'");
         config.volumes.push_back({name, check.at(key.source())});
@@ -314,15 +334,8 @@ void parse_mount(Checker& check, toml::node const& node, Compartment& compartmen
         if (!relative_clean_path(mount.at))
             check.error(*table->get("at"), "at '" + mount.at + "' must be relative to the home, without '.' or '..'");
     }
-    if (auto const* mode = table->get("mode")) {
-        auto text = check.string_at(*mode, "mode");
-        if (text == "ro")
-            mount.mode = MountMode::ReadOnly;
-        else if (text == "rw")
-            mount.mode = MountMode::ReadWrite;
-        else if (text)
-            check.error(*mode, "mode '" + *text + "': expected \"ro\" or \"rw\"");
-    }
+    if (auto const* mode = table->get("mode"))
+        check.one_of<MountMode>(*mode, "mode", {{"ro", MountMode::ReadOnly}, {"rw", MountMode::ReadWrite}}, mount.mode);
     compartment.mounts.push_back(std::move(mount));
 }
 
@@ -332,8 +345,7 @@ void parse_compartment(Checker& check, toml::key const& key, toml::node const& n
     Compartment c;
     c.name = name;
     c.where = check.at(key.source());
-    if (!valid_name(name))
-        check.error(c.where, "compartment name '" + name + "': use a-z, 0-9 and '-' (at most 32, starting with a letter or digit)");
+    check.name_ok(c.where, "compartment name", name);
     std::string const what = "compartment '" + name + "'";
     auto const* table = check.table_at(node, what);
     if (table == nullptr)
@@ -351,15 +363,8 @@ void parse_compartment(Checker& check, toml::key const& key, toml::node const& n
     }
     if (auto const* v = table->get("template"))
         c.template_name = check.string_at(*v, "template").value_or(c.template_name);
-    if (auto const* v = table->get("backend")) {
-        auto text = check.string_at(*v, "backend");
-        if (text == "sandbox")
-            c.backend = Backend::Sandbox;
-        else if (text == "vm")
-            c.backend = Backend::Vm;
-        else if (text)
-            check.error(*v, "backend '" + *text + "': expected \"sandbox\" or \"vm\"");
-    }
+    if (auto const* v = table->get("backend"))
+        check.one_of<Backend>(*v, "backend", {{"sandbox", Backend::Sandbox}, {"vm", Backend::Vm}}, c.backend);
     if (auto const* v = table->get("network"))
         c.network = check.string_at(*v, "network").value_or(c.network);
     if (auto const* v = table->get("memory")) {
@@ -367,8 +372,9 @@ void parse_compartment(Checker& check, toml::key const& key, toml::node const& n
             auto bytes = parse_size(*text);
             if (bytes.is_error())
                 check.error(*v, "memory: " + bytes.error().message());
-            else if (bytes.value() < (16ULL << 20))
-                check.error(*v, "memory '" + *text + "' is less than the 16M a compartment needs");
+            else if (bytes.value() < sandbox::min_memory_bytes)
+                check.error(*v, "memory '" + *text + "' is less than the " + format_size(sandbox::min_memory_bytes)
+                                    + " a compartment needs");
             else
                 c.memory_bytes = bytes.value();
         }
@@ -391,8 +397,7 @@ void parse_compartment(Checker& check, toml::key const& key, toml::node const& n
     if (auto const* v = table->get("tags")) {
         c.tags = check.strings_at(*v, "tags").value_or(std::vector<std::string> {});
         for (auto const& tag : c.tags)
-            if (!valid_name(tag))
-                check.error(*v, "tag '" + tag + "': use a-z, 0-9 and '-' (at most 32, starting with a letter or digit)");
+            check.name_ok(check.at(*v), "tag", tag);
     }
     if (auto const* v = table->get("autostart"))
         c.autostart = check.bool_at(*v, "autostart").value_or(false);

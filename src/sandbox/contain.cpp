@@ -132,8 +132,6 @@ Status drop_privileges(Spec const& spec, int landlock_fd, SeccompProgram const& 
 [[noreturn]] void run_payload(Spec const& spec, int sync_fd, int landlock_fd, SeccompProgram const& seccomp)
 {
     auto fail = [&](Error const& error) { fail_child(sync_fd, error); };
-    // Undo what PID 1 got from protect_init_from_oom(): the payload is an ordinary OOM victim.
-    (void)sys::write_file("/proc/self/oom_score_adj", "0");
     if (auto status = setup_stdio(spec); status.is_error())
         fail(status.release_error());
     // A new session: no controlling terminal of the host's can be reached through /dev/tty.
@@ -380,7 +378,6 @@ Result<Compartment> Compartment::create(Engine const& engine, Spec const& spec)
 
     TRY_CTX(write_id_maps(pid, spec.host_id_base), "user namespace");
     TRY(injected(spec, SetupStep::IdMap, "id map"));
-    protect_init_from_oom(pid);
     if (setup.cgroup->clone_into_fd() < 0)
         TRY_CTX(setup.cgroup->add_process(pid), "joining the cgroup");
     if (::send(parent_sync.get(), "g", 1, MSG_NOSIGNAL) != 1)
@@ -391,6 +388,9 @@ Result<Compartment> Compartment::create(Engine const& engine, Spec const& spec)
         return Error::from_message(reply.substr(7)).with_context("setting up compartment " + spec.name);
     if (reply != "ok")
         return Error::from_message("setting up compartment " + spec.name + ": it exited during setup");
+    // Only now, with the payload already forked: a privileged write also lowers oom_score_adj_min,
+    // which fork copies, and the payload must not inherit the right to make itself unkillable.
+    protect_init_from_oom(pid);
 
     Compartment compartment;
     compartment.m_pid = pid;

@@ -1,4 +1,5 @@
 #include "sandbox/spec.hpp"
+#include "base/parse.hpp"
 
 #include <sys/stat.h>
 
@@ -122,8 +123,8 @@ Status validate(Spec const& spec)
         TRY(expect_directory("home", *spec.home_source));
     }
 
-    if (spec.limits.memory_bytes != 0 && spec.limits.memory_bytes < (4ULL << 20))
-        return field_error("limits.memory", "at least 4M is needed to start a compartment");
+    if (spec.limits.memory_bytes != 0 && spec.limits.memory_bytes < min_memory_bytes)
+        return field_error("limits.memory", "at least " + format_size(min_memory_bytes) + " is needed to start a compartment");
     if (spec.limits.pids != 0 && spec.limits.pids < 2)
         return field_error("limits.pids", "at least 2 are needed (init and the command)");
     if (spec.limits.cpu_millis != 0 && spec.limits.cpu_millis < 10)

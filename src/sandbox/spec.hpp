@@ -35,6 +35,9 @@ struct Bind {
     AccessMode mode = AccessMode::ReadOnly;
 };
 
+// The least memory limit a compartment starts with; 0 means no limit.
+constexpr uint64_t min_memory_bytes = 4ULL << 20;
+
 struct Limits {
     uint64_t memory_bytes = 0; // 0 = no limit
     uint64_t pids = 0;         // 0 = no limit

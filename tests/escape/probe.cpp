@@ -270,6 +270,18 @@ int check_status(Args const&)
     std::string seccomp = status_field(status, "Seccomp");
     (seccomp == "2" ? report.pass("Seccomp is 2 (filter)") : report.fail("Seccomp is '" + seccomp + "', expected 2"));
 
+    // Nothing inside may make itself immune to the OOM killer (the host may have lowered PID 1's
+    // score; that must not have been inherited as a right to lower one's own).
+    expect_refused(report, "write -1000 to /proc/self/oom_score_adj", in_child([] {
+                       int fd = ::open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+                       if (fd < 0)
+                           return -1L;
+                       long rc = ::write(fd, "-1000", 5);
+                       ::close(fd);
+                       return rc;
+                   }),
+                   {EACCES, EPERM});
+
     // No id range may reach host root: a namespace escape must land as an unprivileged host id.
     for (char const* map : {"/proc/self/uid_map", "/proc/self/gid_map"}) {
         std::string content;

@@ -140,7 +140,7 @@ INSTANTIATE_TEST_SUITE_P(
         Broken {"memory_unparsable", "[compartments.a]\nmemory = \"lots\"\n",
                 "bad.toml:2:10: error: memory: cannot parse 'lots' as a size (a number with an optional unit K, M, G or T, e.g. 512M)"},
         Broken {"memory_too_small", "[compartments.a]\nmemory = \"1M\"\n",
-                "bad.toml:2:10: error: memory '1M' is less than the 16M a compartment needs"},
+                "bad.toml:2:10: error: memory '1M' is less than the 4M a compartment needs"},
         Broken {"cpus_negative", "[compartments.a]\ncpus = -1.0\n", "bad.toml:2:8: error: cpus must be between 0.01 and 4096"},
         Broken {"cpus_string", "[compartments.a]\ncpus = \"1\"\n", "bad.toml:2:8: error: cpus must be a number, not a string"},
         Broken {"autostart_string", "[compartments.a]\nautostart = \"yes\"\n",
