@@ -1,3 +1,4 @@
+#include "cli/client.hpp"
 #include "cli/commands.hpp"
 #include "sandbox/landlock.hpp"
 
@@ -5,6 +6,7 @@
 #include <cstring>
 #include <span>
 #include <string_view>
+#include <vector>
 
 namespace {
 
@@ -12,10 +14,22 @@ constexpr char const* usage_text
     = "usage: bulkhead COMMAND [ARGS...]\n"
       "\n"
       "commands available in this version:\n"
+      "  daemon [--config FILE] [--root DIR] [--socket PATH]   run the broker in the foreground\n"
+      "  apply [FILE]                        validate, then make the running system match FILE\n"
+      "  plan [FILE]                         show what apply would change; change nothing\n"
+      "  rollback                            return to the previously applied generation\n"
+      "  ls [--json]                         compartments: name, label, backend, state, memory, network\n"
+      "  start|stop|restart NAME\n"
+      "  run [--tty] [--user USER] NAME -- CMD [ARG...]\n"
+      "  run [--tty] --disposable [TEMPLATE] -- CMD [ARG...]\n"
+      "  shell NAME                          interactive shell (pty)\n"
       "  sandbox [OPTIONS] -- CMD [ARG...]   run CMD in a new compartment built directly by the engine\n"
       "                                      (no broker); `bulkhead sandbox --help` lists the options\n"
       "  demo                                two compartments that cannot see each other\n"
-      "  version                             print the version\n";
+      "  version                             print the version\n"
+      "\n"
+      "Client commands reach the broker at --socket PATH, else --root DIR (DIR/run/admin.sock),\n"
+      "else $BULKHEAD_SOCKET, else /run/bulkhead/admin.sock.\n";
 
 } // namespace
 
@@ -45,6 +59,15 @@ int main(int argc, char** argv)
         return bulkhead::cli::sandbox_command(rest);
     if (command == "demo")
         return bulkhead::cli::demo_command(rest);
+    std::vector<std::string> words(rest.begin(), rest.end());
+    if (command == "daemon")
+        return bulkhead::cli::daemon_command(std::move(words));
+    for (char const* admin : {"apply", "plan", "rollback", "ls", "start", "stop", "restart"}) {
+        if (command == admin)
+            return bulkhead::cli::admin_command(std::string(command), std::move(words));
+    }
+    if (command == "run" || command == "shell")
+        return bulkhead::cli::run_command(std::string(command), std::move(words));
     std::fprintf(stderr, "bulkhead: unknown command '%.*s'\n\n%s", static_cast<int>(command.size()), command.data(), usage_text);
     return bulkhead::cli::exit_usage;
 }

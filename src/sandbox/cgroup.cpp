@@ -264,6 +264,19 @@ public:
         return Error::from_message("no memory controller");
     }
 
+    Result<bool> contains(pid_t pid) const override
+    {
+        if (m_dirs.empty())
+            return false;
+        std::string text = TRY(sys::read_file(m_dirs.front().first + "/cgroup.procs"));
+        for (auto line : split(text, '\n')) {
+            auto member = parse_uint(trim(line));
+            if (member.has_value() && member.value() == static_cast<uint64_t>(pid))
+                return true;
+        }
+        return false;
+    }
+
     std::vector<std::string> directories() const override
     {
         std::vector<std::string> dirs;
@@ -330,6 +343,23 @@ public:
             }
             v2_fd = fd.release_value();
         }
+        return std::unique_ptr<Cgroup>(new CgroupImpl(m_mode, std::move(dirs), std::move(v2_fd)));
+    }
+
+    Result<std::unique_ptr<Cgroup>> adopt(std::string const& name) override
+    {
+        if (!valid_name(name))
+            return Error::from_message("cgroup name '" + name + "': use 1 to 64 of [A-Za-z0-9._-]");
+        std::vector<std::pair<std::string, Hierarchy const*>> dirs;
+        for (auto const& h : m_hierarchies) {
+            std::string dir = base_of(h) + "/" + name;
+            if (!file_exists(dir + "/cgroup.procs"))
+                return Error::from_message("cgroup " + dir + " does not exist");
+            dirs.emplace_back(dir, &h);
+        }
+        sys::UniqueFd v2_fd;
+        if (m_mode == CgroupMode::V2 && !dirs.empty())
+            v2_fd = TRY(sys::open_path(dirs.front().first, O_RDONLY | O_DIRECTORY));
         return std::unique_ptr<Cgroup>(new CgroupImpl(m_mode, std::move(dirs), std::move(v2_fd)));
     }
 

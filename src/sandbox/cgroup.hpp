@@ -47,6 +47,8 @@ public:
     virtual Status remove() = 0;
     // Current memory use in bytes.
     virtual Result<uint64_t> memory_current() const = 0;
+    // Whether `pid` is a member (checked in the first hierarchy).
+    virtual Result<bool> contains(pid_t pid) const = 0;
     // Every directory this cgroup made (one per hierarchy): for tests and diagnostics.
     virtual std::vector<std::string> directories() const = 0;
 };
@@ -64,6 +66,9 @@ public:
     virtual CgroupMode mode() const = 0;
     // Makes the cgroup of one compartment. `name`: [A-Za-z0-9._-], 1..64 characters.
     virtual Result<std::unique_ptr<Cgroup>> create(std::string const& name) = 0;
+    // Takes over the existing cgroup of a compartment that outlived its broker; an error if any of
+    // its directories is missing.
+    virtual Result<std::unique_ptr<Cgroup>> adopt(std::string const& name) = 0;
     // The bulkhead.<instance> directories (one per hierarchy).
     virtual std::vector<std::string> directories() const = 0;
     // Removes the bulkhead.<instance> directories if they are empty.

@@ -11,6 +11,7 @@
 #include <memory>
 #include <string>
 #include <sys/types.h>
+#include <vector>
 
 namespace bulkhead::sandbox {
 
@@ -32,6 +33,9 @@ struct ExitStatus {
 class Compartment {
 public:
     static Result<Compartment> create(Engine const& engine, Spec const& spec);
+    // Takes over a compartment that outlived the process that created it (a broker restart):
+    // `pid` must still be the PID 1 inside the cgroup of `name`.
+    static Result<Compartment> adopt(Engine const& engine, std::string const& name, pid_t pid, std::string const& runtime_dir);
 
     Compartment(Compartment&&) noexcept;
     Compartment& operator=(Compartment&&) noexcept;
@@ -40,6 +44,8 @@ public:
     pid_t pid() const { return m_pid; }  // host pid of the compartment's PID 1
     int pidfd() const { return m_pidfd.get(); }
     Cgroup const& cgroup() const { return *m_cgroup; }
+    // The cgroup directories (empty once destroyed).
+    std::vector<std::string> cgroup_directories() const { return m_cgroup ? m_cgroup->directories() : std::vector<std::string>(); }
     std::string const& runtime_dir() const { return m_runtime_dir; }
 
     // Blocks until PID 1 exits; the status is the command's (PID 1 passes it on).

@@ -34,6 +34,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -174,6 +175,53 @@ Status drop_privileges(Spec const& spec, int landlock_fd, SeccompProgram const& 
     ::_exit(err == ENOENT ? 127 : 126);
 }
 
+// ---- PID 1 as the agent ----
+
+[[noreturn]] void exec_agent(Spec const& spec, int sync_fd, int landlock_fd, SeccompProgram const& seccomp)
+{
+    auto fail = [&](Error error) { fail_child(sync_fd, std::move(error).with_context("starting the agent")); };
+    if (auto status = setup_stdio(spec); status.is_error())
+        fail(status.release_error());
+    if (::setsid() < 0)
+        fail(Error::from_syscall("setsid", errno));
+    if (::chdir("/") < 0)
+        fail(Error::from_syscall("chdir", errno));
+    if (auto status = apply_rlimits(spec.limits); status.is_error())
+        fail(status.release_error());
+    // The agent finds its descriptors at fixed numbers: 3 the setup socket, 4 the Landlock ruleset,
+    // 5 its own executable. Moved high first so that no dup2 clobbers another source.
+    int const sources[3] = {sync_fd, landlock_fd, spec.agent_fd};
+    int high[3] = {-1, -1, -1};
+    for (int i = 0; i < 3; ++i) {
+        if (sources[i] >= 0 && (high[i] = ::fcntl(sources[i], F_DUPFD_CLOEXEC, 100)) < 0)
+            fail(Error::from_syscall("fcntl(F_DUPFD_CLOEXEC)", errno));
+    }
+    for (int i = 0; i < 3; ++i) {
+        // dup2 clears close-on-exec: 3 and 4 are meant to cross the exec.
+        if (high[i] >= 0 && ::dup2(high[i], 3 + i) < 0)
+            fail(Error::from_syscall("dup2", errno));
+    }
+    int const keep[] = {3, 4, 5};
+    if (auto status = sys::close_fds_except(3, keep); status.is_error())
+        fail(status.release_error());
+    sync_fd = 3;
+    if (auto status = set_no_new_privs(); status.is_error())
+        fail(status.release_error());
+    if (auto status = injected(spec, SetupStep::Seccomp, "seccomp"); status.is_error())
+        fail(status.release_error());
+    if (auto status = seccomp.install(); status.is_error())
+        fail(status.release_error());
+    if (auto status = injected(spec, SetupStep::Exec, "exec"); status.is_error())
+        fail(status.release_error());
+    char name[] = "bulkhead-agent";
+    char* argv[] = {name, nullptr};
+    std::string compartment = "BULKHEAD_COMPARTMENT=" + spec.name;
+    char* envp[] = {compartment.data(), nullptr};
+    ::syscall(SYS_execveat, 5, "", argv, envp, AT_EMPTY_PATH);
+    fail(Error::from_syscall("execveat", errno));
+    ::_exit(setup_failed_exit);
+}
+
 // ---- PID 1 ----
 
 volatile sig_atomic_t g_payload_pid = 0;
@@ -217,7 +265,7 @@ void forward_signal(int sig)
 {
     auto fail = [&](Error const& error) { fail_child(sync_fd, error); };
     // The parent's descriptors (other compartments, sockets, databases) must not be reachable from here.
-    std::vector<int> keep = {sync_fd, spec.stdin_fd, spec.stdout_fd, spec.stderr_fd};
+    std::vector<int> keep = {sync_fd, spec.stdin_fd, spec.stdout_fd, spec.stderr_fd, spec.agent_fd};
     std::sort(keep.begin(), keep.end());
     if (auto status = sys::close_fds_except(3, keep); status.is_error())
         fail(status.release_error());
@@ -259,6 +307,8 @@ void forward_signal(int sig)
         fail(ruleset.release_error().with_context("landlock"));
     // Not dumpable: nothing inside may open /proc/1/{mem,fd,exe} of this process.
     ::prctl(PR_SET_DUMPABLE, 0);
+    if (spec.agent_fd >= 0)
+        exec_agent(spec, sync_fd, ruleset.value().get(), seccomp);
 
     pid_t payload = ::fork();
     if (payload < 0)
@@ -390,7 +440,10 @@ Result<Compartment> Compartment::create(Engine const& engine, Spec const& spec)
         return Error::from_message("setting up compartment " + spec.name + ": it exited during setup");
     // Only now, with the payload already forked: a privileged write also lowers oom_score_adj_min,
     // which fork copies, and the payload must not inherit the right to make itself unkillable.
-    protect_init_from_oom(pid);
+    // An agent forks every later command itself, so it is never protected; being a small fresh
+    // executable, it is not what the OOM killer picks.
+    if (spec.agent_fd < 0)
+        protect_init_from_oom(pid);
 
     Compartment compartment;
     compartment.m_pid = pid;
@@ -399,6 +452,23 @@ Result<Compartment> Compartment::create(Engine const& engine, Spec const& spec)
     compartment.m_runtime_dir = runtime_dir;
     compartment.m_sync = std::move(parent_sync);
     setup.committed = true;
+    return compartment;
+}
+
+Result<Compartment> Compartment::adopt(Engine const& engine, std::string const& name, pid_t pid, std::string const& runtime_dir)
+{
+    if (engine.cgroups == nullptr)
+        return Error::from_message("engine: cgroups are required");
+    UniqueFd pidfd = TRY_CTX(sys::pidfd_open(pid), "compartment " + name);
+    auto cgroup = TRY_CTX(engine.cgroups->adopt(name), "compartment " + name);
+    // Checked after the pidfd is held: if `pid` is in the cgroup now, the pidfd is that process.
+    if (!TRY(cgroup->contains(pid)))
+        return Error::from_message("compartment " + name + ": process " + std::to_string(pid) + " is not in its cgroup");
+    Compartment compartment;
+    compartment.m_pid = pid;
+    compartment.m_pidfd = std::move(pidfd);
+    compartment.m_cgroup = std::move(cgroup);
+    compartment.m_runtime_dir = runtime_dir;
     return compartment;
 }
 
@@ -432,6 +502,15 @@ Result<ExitStatus> Compartment::wait()
         return Error::from_message("compartment has no process");
     siginfo_t info {};
     while (::waitid(P_PIDFD, static_cast<id_t>(m_pidfd.get()), &info, WEXITED) < 0) {
+        if (errno == ECHILD) {
+            // Adopted: not our child, so only its end can be observed (its parent reaps it).
+            pollfd pfd {m_pidfd.get(), POLLIN, 0};
+            while (::poll(&pfd, 1, -1) < 0 && errno == EINTR) {
+            }
+            m_reaped = true;
+            m_status = {128 + SIGKILL, true, SIGKILL};
+            return m_status;
+        }
         if (errno != EINTR)
             return Error::from_syscall("waitid", errno);
     }

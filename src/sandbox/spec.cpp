@@ -134,7 +134,7 @@ Status validate(Spec const& spec)
     if (spec.limits.open_files < 16 || spec.limits.open_files > (1ULL << 20))
         return field_error("limits.open_files", "must be between 16 and 1048576");
 
-    if (spec.argv.empty() || spec.argv.front().empty())
+    if (spec.agent_fd < 0 && (spec.argv.empty() || spec.argv.front().empty()))
         return field_error("argv", "no command given");
     for (auto const& arg : spec.argv) {
         if (arg.find('\0') != std::string::npos)

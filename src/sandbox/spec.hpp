@@ -72,7 +72,12 @@ struct Spec {
     std::optional<std::string> home_source; // host dir bound rw at /home/user; else a scratch tmpfs
     Limits limits;
     RunAs run_as = RunAs::User;
-    std::vector<std::string> argv;
+    std::vector<std::string> argv; // the command, run by a PID 1 of the engine's (no agent)
+    // Borrowed: an executable (the agent) that PID 1 becomes instead of running `argv`. It starts
+    // as root inside with the capabilities of the compartment's user namespace, no_new_privs and
+    // the seccomp filter in force, fd 3 the setup socket (it sends "ok" there) and fd 4 the
+    // Landlock ruleset to enforce on itself (absent without Landlock).
+    int agent_fd = -1;
     std::vector<std::string> env;  // the whole environment, "KEY=VALUE"
     std::string cwd;               // defaults to /home/user (User) or / (Root)
     int stdin_fd = -1;             // borrowed; -1 = /dev/null

@@ -1,0 +1,97 @@
+// The agent protocol: the messages between the broker and the agent (PID 1 of every compartment).
+// Pure encode/decode, no syscalls. One message per SOCK_SEQPACKET record; descriptors travel
+// beside a message as SCM_RIGHTS and are counted here, not carried.
+//
+// The agent runs inside a compartment that may be fully hostile, so every decoder is strict:
+// sizes and counts are bounded, every byte of a record must be consumed, strings may not contain
+// NUL, and any violation is an Error (the broker then disconnects and stops that compartment).
+//
+// Record layout: u8 type, then the fields of that type in order. Integers are little-endian
+// u32; a string is a u32 length and that many bytes; a list is a u32 count and that many strings.
+#pragma once
+
+#include "base/result.hpp"
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <variant>
+#include <vector>
+
+namespace bulkhead::wire {
+
+inline constexpr uint32_t protocol_version = 1;
+// Largest record either side sends or accepts. The broker's messages carry argv and environment.
+inline constexpr size_t max_broker_record = 64 * 1024;
+// The agent has nothing long to say: its records are small, and bounded far below the broker's.
+inline constexpr size_t max_agent_record = 1024;
+inline constexpr size_t max_list_items = 1024;
+inline constexpr size_t max_error_text = 512;
+
+enum class MessageType : uint8_t {
+    // broker -> agent
+    Exec = 1,
+    Kill = 2,
+    // agent -> broker
+    Hello = 16,
+    Started = 17,
+    Exited = 18,
+    Failed = 19,
+};
+
+enum class RunAs : uint32_t { Root = 0, User = 1 };
+
+// Run a command. Descriptors beside it: stdin, stdout, stderr, status (no tty), or status (tty).
+// `status` receives "status N\n" (N = the wait status) when the command ends.
+struct Exec {
+    uint32_t id = 0;
+    RunAs run_as = RunAs::User;
+    bool tty = false;
+    uint32_t rows = 0; // initial window size (tty only)
+    uint32_t cols = 0;
+    std::vector<std::string> argv; // empty: the compartment's login shell
+    std::vector<std::string> env;  // the whole environment, KEY=VALUE
+    std::string cwd;               // empty: the user's home
+};
+
+// Kill the command's process group (its client went away).
+struct Kill {
+    uint32_t id = 0;
+};
+
+// First record after every (re)connection. `running`: commands still running inside, so that a
+// broker that reattaches knows whether a disposable has finished.
+struct Hello {
+    uint32_t version = 0;
+    uint32_t running = 0;
+};
+
+// The command runs; with tty, the pty's master travels beside this record.
+struct Started {
+    uint32_t id = 0;
+};
+
+struct Exited {
+    uint32_t id = 0;
+    int32_t wait_status = 0;
+};
+
+struct Failed {
+    uint32_t id = 0;
+    std::string message; // at most max_error_text bytes, printable ASCII only
+};
+
+using BrokerMessage = std::variant<Exec, Kill>;
+using AgentMessage = std::variant<Hello, Started, Exited, Failed>;
+
+// How many descriptors must arrive beside a message.
+size_t descriptors_for(BrokerMessage const& message);
+size_t descriptors_for(AgentMessage const& message, bool tty);
+
+std::vector<uint8_t> encode(BrokerMessage const& message);
+std::vector<uint8_t> encode(AgentMessage const& message);
+
+Result<BrokerMessage> decode_broker_message(std::span<uint8_t const> record);
+Result<AgentMessage> decode_agent_message(std::span<uint8_t const> record);
+
+} // namespace bulkhead::wire

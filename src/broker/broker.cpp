@@ -1,0 +1,884 @@
+// The broker's set-up, event loop, compartment lifecycle and apply. Admin requests are decoded in
+// admin.cpp.
+#include "broker/broker.hpp"
+
+#include "base/parse.hpp"
+#include "base/wire.hpp"
+#include "broker/plan.hpp"
+#include "sandbox/seccomp.hpp"
+#include "sys/socket.hpp"
+#include "sys/syscalls.hpp"
+
+#include <algorithm>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <grp.h>
+#include <fcntl.h>
+#include <sys/epoll.h>
+#include <sys/file.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+namespace bulkhead::broker {
+
+namespace {
+
+using sys::UniqueFd;
+
+enum WatchKind { AdminListener, AdminClient, AgentListener, AgentConnection, Pid1, Signals };
+
+constexpr uint32_t slots_per_broker = 1024;
+constexpr size_t max_admin_request = 256 * 1024;
+constexpr size_t max_admin_fds = 4;
+constexpr char const* system_config_path = "/etc/bulkhead/system.toml";
+
+std::string dirname_of(std::string const& path)
+{
+    size_t slash = path.rfind('/');
+    return slash == std::string::npos ? "." : path.substr(0, slash);
+}
+
+Status make_dir(std::string const& path, mode_t mode)
+{
+    if (::mkdir(path.c_str(), mode) < 0 && errno != EEXIST)
+        return Error::from_syscall("mkdir", path, errno);
+    return {};
+}
+
+Status make_dirs(std::string const& path, mode_t mode)
+{
+    for (size_t slash = path.find('/', 1); slash != std::string::npos; slash = path.find('/', slash + 1))
+        TRY(make_dir(path.substr(0, slash), 0755));
+    return make_dir(path, mode);
+}
+
+// A directory owned by a compartment's user (its home, its volume folders).
+Status make_owned_dir(std::string const& path, uid_t owner)
+{
+    struct stat info {};
+    if (::lstat(path.c_str(), &info) == 0) {
+        if (!S_ISDIR(info.st_mode))
+            return Error::from_message(path + " exists and is not a directory");
+        return {};
+    }
+    TRY(make_dirs(path, 0700));
+    TRY(check_syscall(::chown(path.c_str(), owner, owner), "chown " + path));
+    return {};
+}
+
+uint64_t fnv1a(std::string_view text)
+{
+    uint64_t hash = 1469598103934665603ULL;
+    for (unsigned char c : text)
+        hash = (hash ^ c) * 1099511628211ULL;
+    return hash;
+}
+
+// Field 22 of /proc/PID/stat: when the process started, in clock ticks since boot.
+Result<uint64_t> process_start_time(pid_t pid)
+{
+    std::string stat = TRY(sys::read_file("/proc/" + std::to_string(pid) + "/stat", 4096));
+    size_t paren = stat.rfind(')');
+    if (paren == std::string::npos)
+        return Error::from_message("unreadable /proc/" + std::to_string(pid) + "/stat");
+    auto fields = split(std::string_view(stat).substr(paren + 2), ' ');
+    if (fields.size() < 20)
+        return Error::from_message("short /proc/" + std::to_string(pid) + "/stat");
+    return parse_uint(fields[19]); // field 22 overall; fields[0] is field 3
+}
+
+Result<UniqueFd> open_agent_executable()
+{
+    char self[4096];
+    ssize_t length = ::readlink("/proc/self/exe", self, sizeof(self) - 1);
+    std::vector<std::string> candidates;
+    if (length > 0)
+        candidates.push_back(dirname_of(std::string(self, static_cast<size_t>(length))) + "/bulkhead-agent");
+    candidates.push_back("/usr/lib/bulkhead/bulkhead-agent");
+    for (auto const& path : candidates) {
+        int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+        if (fd >= 0)
+            return UniqueFd(fd);
+    }
+    return Error::from_message("bulkhead-agent not found (looked in " + candidates.front() + " and " + candidates.back() + ")");
+}
+
+sandbox::Limits limits_of(config::Compartment const& settings)
+{
+    sandbox::Limits limits;
+    limits.memory_bytes = settings.memory_bytes;
+    limits.pids = settings.pids;
+    limits.cpu_millis = settings.cpu_millis;
+    return limits;
+}
+
+} // namespace
+
+Paths Paths::for_options(Options const& options)
+{
+    Paths paths;
+    paths.state = options.root.empty() ? "/var/lib/bulkhead" : options.root + "/state";
+    paths.run = options.root.empty() ? "/run/bulkhead" : options.root + "/run";
+    paths.admin_socket = options.socket_path.empty() ? paths.run + "/admin.sock" : options.socket_path;
+    return paths;
+}
+
+Result<std::unique_ptr<Broker>> Broker::create(Options const& options)
+{
+    std::unique_ptr<Broker> broker(new Broker());
+    TRY(broker->open_state(options));
+    TRY(broker->reattach());
+    TRY(broker->start_from_configuration(options));
+    return broker;
+}
+
+Broker::~Broker() = default;
+
+void Broker::log(std::string const& message) const
+{
+    std::fprintf(stderr, "bulkhead daemon: %s\n", message.c_str());
+}
+
+Status Broker::open_state(Options const& options)
+{
+    if (!options.root.empty() && options.root.front() != '/')
+        return Error::from_message("--root must be an absolute path");
+    m_paths = Paths::for_options(options);
+    TRY(make_dirs(m_paths.state, 0700));
+    TRY(make_dirs(m_paths.run, 0700));
+    for (auto const* sub : {"/compartments", "/volumes"})
+        TRY(make_dir(m_paths.state + sub, 0700));
+    TRY(make_dir(m_paths.run + "/compartments", 0700));
+    TRY(make_dir(m_paths.run + "/ipc", 0755));
+
+    m_lock = TRY(sys::open_path(m_paths.run + "/broker.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+    if (::flock(m_lock.get(), LOCK_EX | LOCK_NB) < 0)
+        return Error::from_message("another broker is already running on " + m_paths.run);
+
+    m_db = TRY_CTX(StateDb::open(m_paths.state + "/bulkhead.db"), "opening the state");
+    uint64_t hash = fnv1a(m_paths.state);
+    char instance[32];
+    std::snprintf(instance, sizeof(instance), "%012llx", static_cast<unsigned long long>(hash & 0xffffffffffffULL));
+    m_instance = instance;
+    // 16 blocks of 1024 id ranges above 2^30; brokers on different roots usually get different blocks.
+    m_id_range_base = (1U << 30) + static_cast<uid_t>((hash >> 48) % 16) * (slots_per_broker << 16);
+    m_cgroups = TRY_CTX(sandbox::CgroupRoot::open(m_instance), "cgroups");
+    m_seccomp = std::make_unique<sandbox::SeccompProgram>(sandbox::SeccompProgram::prebuilt(sandbox::SeccompProfile::Default));
+    m_agent_exe = TRY(open_agent_executable());
+    // Each compartment costs a few descriptors (listener, agent, pidfd): allow many.
+    rlimit files {};
+    if (::getrlimit(RLIMIT_NOFILE, &files) == 0) {
+        files.rlim_cur = files.rlim_max;
+        (void)::setrlimit(RLIMIT_NOFILE, &files);
+    }
+    if (::getgroups(0, nullptr) > 0)
+        TRY(check_syscall(::setgroups(0, nullptr), "setgroups"));
+
+    m_epoll = UniqueFd(::epoll_create1(EPOLL_CLOEXEC));
+    if (!m_epoll)
+        return Error::from_syscall("epoll_create1", errno);
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGHUP);
+    ::sigprocmask(SIG_BLOCK, &mask, nullptr);
+    ::signal(SIGPIPE, SIG_IGN);
+    m_signals = UniqueFd(::signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK));
+    watch(m_signals.get(), {}, Signals);
+    m_admin = TRY_CTX(sys::listen_unix(m_paths.admin_socket, 0600), "admin socket");
+    watch(m_admin.get(), {}, AdminListener);
+    m_default_config_path = options.config_path;
+    if (m_default_config_path.empty() && ::access(system_config_path, R_OK) == 0)
+        m_default_config_path = system_config_path;
+    uint32_t random_id = 0;
+    if (::getentropy(&random_id, sizeof(random_id)) == 0)
+        m_next_run_id = (random_id & 0x7fffffff) | 1; // run ids do not repeat across broker restarts
+    return {};
+}
+
+// Compartments recorded as running outlived the previous broker: take them over, or clean up
+// after those whose PID 1 is gone.
+Status Broker::reattach()
+{
+    auto records = TRY(m_db->running());
+    for (auto const& record : records) {
+        std::string const runtime_dir = m_paths.run + "/compartments/" + record.name;
+        sandbox::Engine engine {m_cgroups.get(), m_seccomp.get()};
+        auto adopted = sandbox::Compartment::adopt(engine, record.name, record.pid, runtime_dir);
+        auto start_time = process_start_time(record.pid);
+        bool alive = adopted.has_value() && start_time.has_value() && start_time.value() == record.start_time;
+        if (!alive) {
+            log(record.name + ": its PID 1 is gone; marked stopped and cleaned up");
+            if (auto cgroup = m_cgroups->adopt(record.name); cgroup.has_value())
+                (void)cgroup.value()->remove();
+            (void)sys::remove_tree(runtime_dir);
+            (void)sys::remove_tree(m_paths.run + "/ipc/" + record.name);
+            (void)m_db->remove_running(record.name);
+            if (record.disposable)
+                (void)m_db->free_slot(record.name);
+            continue;
+        }
+        Live live;
+        live.name = record.name;
+        live.disposable = record.disposable;
+        live.template_name = record.template_name;
+        live.used = record.disposable; // a pooled one is not told apart after a restart: it is used up
+        live.slot = record.slot;
+        live.id_base = m_id_range_base + (record.slot << 16);
+        live.sandbox.emplace(adopted.release_value());
+        auto listener = sys::listen_unix(m_paths.run + "/ipc/" + record.name + "/agent.sock", 0666);
+        if (listener.is_error()) {
+            log(record.name + ": cannot listen for its agent again (" + listener.error().message() + "); stopping it");
+            (void)live.sandbox->destroy();
+            (void)m_db->remove_running(record.name);
+            continue;
+        }
+        live.listener = listener.release_value();
+        auto [entry, inserted] = m_live.emplace(record.name, std::move(live));
+        watch(entry->second.listener.get(), record.name, AgentListener);
+        watch(entry->second.sandbox->pidfd(), record.name, Pid1);
+        log(record.name + ": reattached (PID 1 is host pid " + std::to_string(record.pid) + ")");
+    }
+    return {};
+}
+
+// Reattached compartments learn their settings once a configuration is in force.
+void Broker::fill_in_settings()
+{
+    for (auto& [name, live] : m_live) {
+        if (!live.settings.name.empty())
+            continue;
+        auto const* settings = m_config.find_compartment(live.disposable ? live.template_name : name);
+        if (settings == nullptr)
+            continue;
+        live.settings = *settings;
+        live.settings.name = name;
+    }
+}
+
+Status Broker::start_from_configuration(Options const& options)
+{
+    auto current = TRY(m_db->current_generation());
+    std::string text;
+    std::string source;
+    if (current && options.config_path.empty()) {
+        text = current->config;
+        source = current->source;
+    } else if (!m_default_config_path.empty()) {
+        text = TRY_CTX(sys::read_file(m_default_config_path, max_admin_request), "reading the configuration");
+        source = m_default_config_path;
+    } else {
+        text = std::string(config::default_system_toml());
+        source = "embedded default";
+    }
+    if (current && current->config == text) {
+        auto parsed = config::parse_system_config(text, source);
+        if (!parsed.config) {
+            std::string message;
+            for (auto const& diagnostic : parsed.errors)
+                message += diagnostic.format() + "\n";
+            return Error::from_message(message + "the applied generation no longer parses");
+        }
+        m_config = *parsed.config;
+        m_generation = current->id;
+        fill_in_settings();
+        // Compartments with autostart that are not running (e.g. after a reboot).
+        for (auto const& compartment : m_config.compartments) {
+            if (compartment.autostart && !m_live.contains(compartment.name)) {
+                if (auto started = start_persistent(compartment.name); started.is_error())
+                    log(compartment.name + ": autostart failed: " + started.error().message());
+            }
+        }
+        refill_pools();
+        return {};
+    }
+    int exit_code = 0;
+    auto applied = apply_config(text, source, false, std::nullopt, exit_code);
+    if (applied.is_error())
+        return applied.release_error();
+    for (auto const& line : applied.value())
+        log(line);
+    fill_in_settings();
+    refill_pools();
+    return {};
+}
+
+// ---- event loop ----
+
+void Broker::watch(int fd, std::string const& name, int kind)
+{
+    epoll_event event {};
+    event.events = EPOLLIN;
+    event.data.fd = fd;
+    if (::epoll_ctl(m_epoll.get(), EPOLL_CTL_ADD, fd, &event) < 0) {
+        log("epoll_ctl: " + std::string(std::strerror(errno)));
+        return;
+    }
+    m_watches[fd] = {name, kind};
+}
+
+void Broker::unwatch(int fd)
+{
+    if (fd < 0)
+        return;
+    (void)::epoll_ctl(m_epoll.get(), EPOLL_CTL_DEL, fd, nullptr);
+    m_watches.erase(fd);
+}
+
+Status Broker::serve()
+{
+    log("serving " + m_paths.admin_socket + " (generation " + std::to_string(m_generation) + ")");
+    epoll_event events[64];
+    while (!m_stopping) {
+        bool pools_short = false;
+        for (auto const& compartment : m_config.compartments) {
+            if (compartment.disposable_template && pool_size(compartment.name) < compartment.preload)
+                pools_short = true;
+        }
+        int count = ::epoll_wait(m_epoll.get(), events, 64, pools_short ? 0 : -1);
+        if (count < 0 && errno == EINTR)
+            continue;
+        if (count < 0)
+            return Error::from_syscall("epoll_wait", errno);
+        if (count == 0) {
+            refill_pools(); // only when idle: requests come first
+            continue;
+        }
+        for (int i = 0; i < count; ++i) {
+            int fd = events[i].data.fd;
+            auto found = m_watches.find(fd);
+            if (found == m_watches.end())
+                continue; // closed by an earlier event of this batch
+            Watch watch = found->second;
+            switch (watch.kind) {
+            case Signals:
+                m_stopping = true;
+                break;
+            case AdminListener:
+                on_admin_accept();
+                break;
+            case AdminClient:
+                on_admin_readable(fd);
+                break;
+            case AgentListener:
+                on_agent_accept(watch.name);
+                break;
+            case AgentConnection:
+                on_agent_readable(watch.name);
+                break;
+            case Pid1:
+                on_pid1_exit(watch.name);
+                break;
+            }
+        }
+    }
+    log("stopping; compartments keep running and are reattached by the next broker");
+    if (m_live.empty())
+        (void)m_cgroups->remove_if_empty();
+    return {};
+}
+
+void Broker::on_admin_accept()
+{
+    while (true) {
+        auto accepted = sys::accept_unix(m_admin.get());
+        if (accepted.is_error() || !accepted.value())
+            return;
+        UniqueFd client = accepted.release_value();
+        // The file mode already keeps others out; the kernel's word on the peer decides.
+        auto peer = sys::peer_credentials(client.get());
+        if (peer.is_error() || peer.value().uid != 0) {
+            uid_t uid = peer.has_value() ? peer.value().uid : static_cast<uid_t>(-1);
+            log("refused an admin connection from uid " + std::to_string(uid));
+            (void)sys::send_record(client.get(), R"({"ok":false,"exit":125,"error":"the admin socket serves root only"})");
+            continue;
+        }
+        int fd = client.get();
+        m_clients.emplace(fd, std::move(client));
+        watch(fd, {}, AdminClient);
+    }
+}
+
+void Broker::on_admin_readable(int fd)
+{
+    auto record = sys::receive_record(fd, max_admin_request, max_admin_fds);
+    if (record.is_error()) {
+        if (record.error().code() == EAGAIN)
+            return;
+        reply_error(fd, "bad request: " + record.error().message(), 2);
+        close_client(fd);
+        return;
+    }
+    if (record.value().end_of_stream) {
+        close_client(fd);
+        return;
+    }
+    handle_admin(fd, record.value().bytes, std::move(record.value().fds));
+}
+
+void Broker::close_client(int fd)
+{
+    if (auto runs = m_client_runs.find(fd); runs != m_client_runs.end()) {
+        for (auto const& [name, id] : runs->second) {
+            auto live = m_live.find(name);
+            if (live == m_live.end())
+                continue;
+            auto run = live->second.runs.find(id);
+            if (run == live->second.runs.end())
+                continue;
+            run->second.client = -1;
+            if (!run->second.sent) {
+                live->second.runs.erase(run);
+                auto& waiting = live->second.waiting;
+                waiting.erase(std::remove(waiting.begin(), waiting.end(), id), waiting.end());
+            } else if (live->second.agent) {
+                // The client went away (Ctrl-C without a tty): its command goes too.
+                auto bytes = wire::encode(wire::BrokerMessage(wire::Kill {id}));
+                (void)sys::send_record(live->second.agent.get(), bytes);
+            }
+        }
+        m_client_runs.erase(runs);
+    }
+    unwatch(fd);
+    m_clients.erase(fd);
+}
+
+void Broker::reply(int client, std::string const& json, std::vector<int> const& fds)
+{
+    if (client < 0 || !m_clients.contains(client))
+        return;
+    if (auto sent = sys::send_record(client, json, fds); sent.is_error())
+        log("reply to an admin client: " + sent.error().message());
+}
+
+void Broker::on_agent_accept(std::string const& name)
+{
+    auto found = m_live.find(name);
+    if (found == m_live.end())
+        return;
+    Live& live = found->second;
+    while (true) {
+        auto accepted = sys::accept_unix(live.listener.get());
+        if (accepted.is_error() || !accepted.value())
+            return;
+        UniqueFd connection = accepted.release_value();
+        // Identity comes from the kernel: only the compartment's PID 1 is its agent.
+        auto peer = sys::peer_credentials(connection.get());
+        if (peer.is_error() || !live.sandbox || peer.value().pid != live.sandbox->pid()) {
+            log(name + ": refused a connection on its agent socket from a process that is not its PID 1");
+            continue;
+        }
+        if (live.agent) {
+            unwatch(live.agent.get());
+            live.agent.reset();
+        }
+        live.agent = std::move(connection);
+        live.agent_ready = false;
+        watch(live.agent.get(), name, AgentConnection);
+    }
+}
+
+void Broker::agent_misbehaved(std::string const& name, std::string const& what)
+{
+    log(name + ": agent misbehaved (" + what + "): disconnected and stopping the compartment");
+    stop_compartment(name, "its agent misbehaved");
+}
+
+void Broker::send_pending(Live& live)
+{
+    if (!live.agent || !live.agent_ready)
+        return;
+    while (!live.waiting.empty()) {
+        uint32_t id = live.waiting.front();
+        live.waiting.pop_front();
+        auto run = live.runs.find(id);
+        if (run == live.runs.end())
+            continue;
+        std::vector<int> fds;
+        for (auto const& fd : run->second.fds)
+            fds.push_back(fd.get());
+        if (auto sent = sys::send_record(live.agent.get(), run->second.exec_record, fds); sent.is_error()) {
+            agent_misbehaved(live.name, "sending a command: " + sent.error().message());
+            return;
+        }
+        run->second.sent = true;
+        run->second.fds.clear(); // our copies; the agent holds its own now
+        run->second.exec_record.clear();
+    }
+}
+
+void Broker::on_agent_readable(std::string const& name)
+{
+    auto found = m_live.find(name);
+    if (found == m_live.end())
+        return;
+    Live& live = found->second;
+    auto record = sys::receive_record(live.agent.get(), wire::max_agent_record, 1);
+    if (record.is_error()) {
+        if (record.error().code() == EAGAIN)
+            return;
+        return agent_misbehaved(name, record.error().message());
+    }
+    if (record.value().end_of_stream) {
+        log(name + ": its agent closed the connection");
+        return stop_compartment(name, "its agent went away");
+    }
+    auto message = wire::decode_agent_message(record.value().bytes);
+    if (message.is_error())
+        return agent_misbehaved(name, "bad frame: " + message.error().message());
+    auto& fds = record.value().fds;
+
+    if (auto* hello = std::get_if<wire::Hello>(&message.value())) {
+        if (live.agent_ready || !fds.empty())
+            return agent_misbehaved(name, "unexpected hello");
+        live.agent_ready = true;
+        live.running = hello->running;
+        if (live.disposable && live.used && live.running == 0 && live.runs.empty())
+            return stop_compartment(name, "its command ended while no broker was running");
+        return send_pending(live);
+    }
+    if (!live.agent_ready)
+        return agent_misbehaved(name, "a message before hello");
+    if (auto* started = std::get_if<wire::Started>(&message.value())) {
+        auto run = live.runs.find(started->id);
+        if (run == live.runs.end() || !run->second.sent || run->second.started)
+            return agent_misbehaved(name, "started an unknown command");
+        if (fds.size() != wire::descriptors_for(message.value(), run->second.tty))
+            return agent_misbehaved(name, "wrong number of descriptors");
+        if (run->second.tty) {
+            // Only a pty master of the compartment's own devpts is handed to the client.
+            struct stat info {};
+            if (::fstat(fds.front().get(), &info) < 0 || !S_ISCHR(info.st_mode) || major(info.st_rdev) != 5 || minor(info.st_rdev) != 2)
+                return agent_misbehaved(name, "the descriptor beside a tty start is not a pty master");
+        }
+        run->second.started = true;
+        ++live.running;
+        std::vector<int> pass;
+        for (auto const& fd : fds)
+            pass.push_back(fd.get());
+        reply(run->second.client, R"({"ok":true,"started":true,"compartment":")" + name + "\"}", pass);
+        return;
+    }
+    if (auto* exited = std::get_if<wire::Exited>(&message.value())) {
+        if (!fds.empty())
+            return agent_misbehaved(name, "descriptors beside an exit");
+        if (live.running > 0)
+            --live.running;
+        auto run = live.runs.find(exited->id);
+        int client = -1;
+        if (run != live.runs.end()) {
+            client = run->second.client;
+            if (client >= 0)
+                m_client_runs[client].erase({name, exited->id});
+            live.runs.erase(run);
+        }
+        // (An unknown id is a command started before a broker restart.)
+        if (live.disposable && live.used && live.running == 0 && live.runs.empty()) {
+            stop_compartment(name, "its command ended");
+            reply(client, R"({"ok":true,"done":true})");
+            return;
+        }
+        reply(client, R"({"ok":true,"done":true})");
+        return;
+    }
+    auto const& failed = std::get<wire::Failed>(message.value());
+    auto run = live.runs.find(failed.id);
+    if (run == live.runs.end() || !run->second.sent || run->second.started || !fds.empty())
+        return agent_misbehaved(name, "failed an unknown command");
+    int client = run->second.client;
+    if (client >= 0)
+        m_client_runs[client].erase({name, failed.id});
+    live.runs.erase(run);
+    reply_error(client, "starting the command in " + name + ": " + failed.message, 125);
+    if (live.disposable && live.used && live.running == 0 && live.runs.empty())
+        stop_compartment(name, "its command could not start");
+}
+
+void Broker::on_pid1_exit(std::string const& name)
+{
+    log(name + ": its PID 1 exited");
+    stop_compartment(name, "its PID 1 exited");
+}
+
+// ---- lifecycle ----
+
+Result<Live*> Broker::start_compartment(config::Compartment const& settings, bool disposable, std::string const& template_name)
+{
+    std::string const& name = settings.name;
+    if (m_live.contains(name))
+        return Error::from_message(name + " is already running");
+    if (settings.backend == config::Backend::Vm)
+        return Error::from_message(name + ": the vm backend is not available in this version");
+    auto const* templ = m_config.find_template(settings.template_name);
+    if (templ == nullptr)
+        return Error::from_message(name + ": unknown template " + settings.template_name);
+
+    uint32_t slot = TRY(m_db->slot_for(name, slots_per_broker));
+    uid_t id_base = m_id_range_base + (slot << 16);
+    std::string const ipc_dir = m_paths.run + "/ipc/" + name;
+    // Undone unless the compartment comes up.
+    struct Undo {
+        Broker* broker;
+        std::string ipc_dir, name;
+        bool disposable;
+        bool committed = false;
+        ~Undo()
+        {
+            if (committed)
+                return;
+            (void)sys::remove_tree(ipc_dir);
+            if (disposable)
+                (void)broker->m_db->free_slot(name);
+        }
+    } undo {this, ipc_dir, name, disposable};
+
+    TRY(make_dir(ipc_dir, 0755));
+    UniqueFd listener = TRY_CTX(sys::listen_unix(ipc_dir + "/agent.sock", 0666), "agent socket");
+
+    sandbox::Spec spec;
+    spec.name = name;
+    spec.templ.kind = templ->kind == config::TemplateKind::Host ? sandbox::TemplateKind::Host : sandbox::TemplateKind::Rootfs;
+    spec.templ.root = templ->kind == config::TemplateKind::Host ? "/" : templ->path;
+    spec.host_id_base = id_base;
+    spec.binds.push_back({ipc_dir, "/run/bulkhead", sandbox::AccessMode::ReadOnly});
+    uid_t const user = id_base + sandbox::inside_user_id;
+    for (auto const& mount : settings.mounts) {
+        std::string source = m_paths.state + "/volumes/" + mount.volume + (mount.path.empty() ? "" : "/" + mount.path);
+        TRY_CTX(make_owned_dir(source, user), "volume " + mount.volume);
+        spec.binds.push_back({source, "/home/user/" + mount.at,
+            mount.mode == config::MountMode::ReadWrite ? sandbox::AccessMode::ReadWrite : sandbox::AccessMode::ReadOnly});
+    }
+    if (!disposable) {
+        std::string home = m_paths.state + "/compartments/" + name + "/home";
+        TRY(make_dir(m_paths.state + "/compartments/" + name, 0700));
+        TRY_CTX(make_owned_dir(home, user), "home");
+        spec.home_source = home;
+    }
+    spec.limits = limits_of(settings);
+    spec.agent_fd = m_agent_exe.get();
+    spec.runtime_dir = m_paths.run + "/compartments";
+    spec.die_with_parent = false; // compartments outlive a broker restart
+
+    sandbox::Engine engine {m_cgroups.get(), m_seccomp.get()};
+    auto created = sandbox::Compartment::create(engine, spec);
+    if (created.is_error())
+        return created.release_error();
+    Live live;
+    live.name = name;
+    live.settings = settings;
+    live.disposable = disposable;
+    live.template_name = template_name;
+    live.slot = slot;
+    live.id_base = id_base;
+    live.sandbox.emplace(created.release_value());
+    live.listener = std::move(listener);
+    RunningRecord record {name, live.sandbox->pid(), 0, slot, disposable, template_name};
+    if (auto start_time = process_start_time(record.pid); start_time.has_value())
+        record.start_time = start_time.value();
+    if (auto stored = m_db->put_running(record); stored.is_error()) {
+        (void)live.sandbox->destroy();
+        return stored.release_error();
+    }
+    undo.committed = true;
+    auto [entry, inserted] = m_live.emplace(name, std::move(live));
+    watch(entry->second.listener.get(), name, AgentListener);
+    watch(entry->second.sandbox->pidfd(), name, Pid1);
+    return &entry->second;
+}
+
+Result<Live*> Broker::start_persistent(std::string const& name)
+{
+    auto const* settings = m_config.find_compartment(name);
+    if (settings == nullptr)
+        return Error::from_message("no compartment named '" + name + "'");
+    return start_compartment(*settings, false, {});
+}
+
+Result<Live*> Broker::make_disposable(std::string const& template_name, bool pooled)
+{
+    auto const* templ = m_config.find_compartment(template_name);
+    if (templ == nullptr || !templ->disposable_template)
+        return Error::from_message("'" + template_name + "' is not a disposable template");
+    config::Compartment settings = *templ;
+    settings.name = "disp-" + std::to_string(TRY(m_db->next_disposable_number()));
+    settings.disposable_template = false;
+    settings.autostart = false;
+    settings.preload = 0;
+    Live* live = TRY(start_compartment(settings, true, template_name));
+    live->pooled = pooled;
+    return live;
+}
+
+size_t Broker::pool_size(std::string const& template_name) const
+{
+    return static_cast<size_t>(std::count_if(m_live.begin(), m_live.end(),
+        [&](auto const& entry) { return entry.second.pooled && entry.second.template_name == template_name; }));
+}
+
+void Broker::refill_pools()
+{
+    for (auto const& compartment : m_config.compartments) {
+        if (!compartment.disposable_template || pool_size(compartment.name) >= compartment.preload)
+            continue;
+        if (auto made = make_disposable(compartment.name, true); made.is_error()) {
+            log("preloading a disposable of " + compartment.name + ": " + made.error().message());
+            return;
+        }
+        return; // one per idle moment
+    }
+}
+
+Status Broker::check_gone(std::string const& name, std::vector<std::string> const& cgroup_dirs)
+{
+    for (auto const& dir : {m_paths.run + "/compartments/" + name, m_paths.run + "/ipc/" + name}) {
+        if (::access(dir.c_str(), F_OK) == 0)
+            return Error::from_message(dir + " is still there");
+    }
+    for (auto const& dir : cgroup_dirs) {
+        if (::access(dir.c_str(), F_OK) == 0)
+            return Error::from_message("cgroup " + dir + " is still there");
+    }
+    return {};
+}
+
+void Broker::stop_compartment(std::string const& name, std::string const& why)
+{
+    auto found = m_live.find(name);
+    if (found == m_live.end())
+        return;
+    Live& live = found->second;
+    unwatch(live.listener.get());
+    unwatch(live.agent ? live.agent.get() : -1);
+    if (live.sandbox)
+        unwatch(live.sandbox->pidfd());
+    live.agent.reset();
+    live.listener.reset();
+    std::vector<std::string> cgroup_dirs;
+    if (live.sandbox) {
+        cgroup_dirs = live.sandbox->cgroup_directories();
+        if (auto destroyed = live.sandbox->destroy(); destroyed.is_error())
+            log(name + ": tearing down: " + destroyed.error().message());
+    }
+    (void)sys::remove_tree(m_paths.run + "/ipc/" + name);
+    if (auto gone = check_gone(name, cgroup_dirs); gone.is_error())
+        log(name + ": not fully removed: " + gone.error().message());
+    (void)m_db->remove_running(name);
+    if (live.disposable)
+        (void)m_db->free_slot(name);
+    for (auto& [id, run] : live.runs) {
+        if (run.client < 0)
+            continue;
+        m_client_runs[run.client].erase({name, id});
+        if (!run.started)
+            reply_error(run.client, name + " stopped before the command started: " + why, 125);
+        else
+            reply(run.client, R"({"ok":true,"done":true})");
+    }
+    log(name + ": stopped (" + why + ")");
+    m_live.erase(found);
+}
+
+// ---- apply ----
+
+Result<std::vector<std::string>> Broker::apply_config(std::string const& text, std::string const& source, bool dry_run,
+    std::optional<int64_t> rollback_to, int& exit_code)
+{
+    exit_code = 2;
+    auto parsed = config::parse_system_config(text, source);
+    std::vector<config::Diagnostic> errors = parsed.errors;
+    if (parsed.config) {
+        for (auto const& templ : parsed.config->templates) {
+            struct stat info {};
+            if (templ.kind == config::TemplateKind::Rootfs && (::stat(templ.path.c_str(), &info) < 0 || !S_ISDIR(info.st_mode)))
+                errors.push_back({templ.where, "template '" + templ.name + "': " + templ.path + " is not a directory"});
+        }
+    }
+    if (!errors.empty()) {
+        std::string message;
+        for (auto const& diagnostic : errors)
+            message += (message.empty() ? "" : "\n") + diagnostic.format();
+        return Error::from_message(message);
+    }
+    config::SystemConfig desired = *parsed.config;
+    std::set<std::string> running;
+    for (auto const& [name, live] : m_live) {
+        if (!live.disposable)
+            running.insert(name);
+    }
+    Plan plan = make_plan(m_generation ? &m_config : nullptr, desired, running);
+    std::vector<std::string> lines = plan.describe();
+    if (dry_run)
+        return lines;
+
+    exit_code = 125;
+    config::SystemConfig previous = m_config;
+    m_config = desired;
+    std::vector<std::string> stopped;
+    std::vector<std::string> started;
+    Error failure = Error::from_message({});
+    bool failed = false;
+    for (auto const& name : plan.stop) {
+        stop_compartment(name, "removed by apply");
+        stopped.push_back(name);
+    }
+    for (auto const& name : plan.restart) {
+        stop_compartment(name, "restarted by apply");
+        stopped.push_back(name);
+        if (auto result = start_persistent(name); result.is_error()) {
+            failure = result.release_error().with_context("restarting " + name);
+            failed = true;
+            break;
+        }
+        started.push_back(name);
+    }
+    for (size_t i = 0; !failed && i < plan.start.size(); ++i) {
+        if (auto result = start_persistent(plan.start[i]); result.is_error()) {
+            failure = result.release_error().with_context("starting " + plan.start[i]);
+            failed = true;
+            break;
+        }
+        started.push_back(plan.start[i]);
+    }
+    if (!failed) {
+        int64_t generation = 0;
+        if (rollback_to) {
+            generation = *rollback_to;
+            auto stored = m_db->set_current_generation(generation);
+            if (stored.is_error()) {
+                failure = stored.release_error();
+                failed = true;
+            }
+        } else if (auto added = m_db->add_generation(source, text); added.is_error()) {
+            failure = added.release_error();
+            failed = true;
+        } else {
+            generation = added.value();
+            if (auto stored = m_db->set_current_generation(generation); stored.is_error()) {
+                failure = stored.release_error();
+                failed = true;
+            }
+        }
+        if (!failed) {
+            m_generation = generation;
+            lines.push_back("generation " + std::to_string(generation) + " applied");
+            return lines;
+        }
+    }
+    // Half way: back to what ran before.
+    for (auto it = started.rbegin(); it != started.rend(); ++it)
+        stop_compartment(*it, "apply rolled back");
+    m_config = previous;
+    for (auto const& name : stopped) {
+        if (auto result = start_persistent(name); result.is_error())
+            log(name + ": could not be started again during the rollback: " + result.error().message());
+    }
+    return Error::from_message(failure.message() + "; nothing was applied, generation " + std::to_string(m_generation)
+        + " is still in force");
+}
+
+} // namespace bulkhead::broker

@@ -1,0 +1,155 @@
+// The broker (`bulkhead daemon`): owns every compartment of one root. Single-threaded: one epoll
+// loop serves the admin socket, the agent socket of every compartment and the pidfd of every
+// PID 1, so that no state is shared between threads and the engine's fork-without-exec child
+// never inherits a lock held elsewhere.
+//
+// Layout (ROOT = --root, or the system paths):
+//   STATE = /var/lib/bulkhead | ROOT/state   bulkhead.db, compartments/NAME/home, volumes/NAME
+//   RUN   = /run/bulkhead     | ROOT/run     admin.sock, broker.lock, compartments/NAME/ (mount
+//                                            points), ipc/NAME/agent.sock (bound at /run/bulkhead)
+#pragma once
+
+#include "base/result.hpp"
+#include "broker/state.hpp"
+#include "config/config.hpp"
+#include "sandbox/compartment.hpp"
+#include "sys/fd.hpp"
+
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace bulkhead::broker {
+
+struct Options {
+    std::string root;        // empty: the system paths
+    std::string config_path; // --config: applied at start when it differs from the current generation
+    std::string socket_path; // --socket: the admin socket
+};
+
+struct Paths {
+    std::string state;
+    std::string run;
+    std::string admin_socket;
+    static Paths for_options(Options const& options);
+};
+
+// A run request waiting for, or being served by, a compartment's agent.
+struct PendingRun {
+    uint32_t id = 0;
+    int client = -1; // admin connection; -1 once it went away
+    bool tty = false;
+    std::vector<uint8_t> exec_record;   // the encoded wire::Exec
+    std::vector<sys::UniqueFd> fds;     // what travels beside it
+    bool sent = false;
+    bool started = false;
+};
+
+enum class LiveState { Starting, Running };
+
+struct Live {
+    std::string name;
+    config::Compartment settings; // for disposables: the template's, renamed
+    bool disposable = false;
+    std::string template_name;    // disposables: the compartment they were made from
+    bool pooled = false;          // a preloaded disposable nobody has used yet
+    bool used = false;            // a disposable that has run a command: torn down when it ends
+    uint32_t slot = 0;
+    uid_t id_base = 0;
+    std::optional<sandbox::Compartment> sandbox;
+    sys::UniqueFd listener; // RUN/ipc/NAME/agent.sock
+    sys::UniqueFd agent;    // the connection from its PID 1
+    bool agent_ready = false;
+    uint32_t running = 0;   // commands the agent reports running
+    std::deque<uint32_t> waiting;         // run ids not yet sent (agent not connected)
+    std::map<uint32_t, PendingRun> runs;  // by id
+};
+
+class Broker {
+public:
+    static Result<std::unique_ptr<Broker>> create(Options const& options);
+    ~Broker();
+    // Serves until SIGTERM or SIGINT; compartments keep running (they outlive the broker).
+    Status serve();
+
+    // Decodes and answers one admin request (admin.cpp).
+    void handle_admin(int client, std::vector<uint8_t> const& bytes, std::vector<sys::UniqueFd> fds);
+
+private:
+    Broker() = default;
+    Status open_state(Options const& options);
+    Status reattach();
+    Status start_from_configuration(Options const& options);
+    void fill_in_settings();
+
+    // lifecycle
+    Result<Live*> start_compartment(config::Compartment const& settings, bool disposable, std::string const& template_name);
+    Result<Live*> start_persistent(std::string const& name);
+    Result<Live*> make_disposable(std::string const& template_name, bool pooled);
+    void stop_compartment(std::string const& name, std::string const& why);
+    // After a teardown: no runtime directory, socket directory or cgroup of `name` remains.
+    Status check_gone(std::string const& name, std::vector<std::string> const& cgroup_dirs);
+    void refill_pools();
+    size_t pool_size(std::string const& template_name) const;
+
+    // Validates `text`, then (unless dry_run) makes the running system match it, or returns
+    // to the previous state. `exit_code` is 2 for an invalid configuration, 125 otherwise.
+    Result<std::vector<std::string>> apply_config(std::string const& text, std::string const& source, bool dry_run,
+        std::optional<int64_t> rollback_to, int& exit_code);
+
+    // event loop
+    void watch(int fd, std::string const& name, int kind);
+    void unwatch(int fd);
+    void on_admin_accept();
+    void on_admin_readable(int fd);
+    void close_client(int fd);
+    void on_agent_accept(std::string const& name);
+    void on_agent_readable(std::string const& name);
+    void on_pid1_exit(std::string const& name);
+    void send_pending(Live& live);
+    void agent_misbehaved(std::string const& name, std::string const& what);
+    void reply(int client, std::string const& json, std::vector<int> const& fds = {});
+    void reply_error(int client, std::string const& message, int exit_code);
+    void log(std::string const& message) const;
+
+    // admin requests
+    void admin_ls(int client);
+    void admin_apply(int client, std::string const& op, std::string const& text, std::string const& file);
+    void admin_rollback(int client);
+    void admin_lifecycle(int client, std::string const& op, std::string const& name);
+    void admin_run(int client, std::string const& name, std::string const& disposable_template, bool disposable,
+        std::vector<std::string> argv, std::string const& user, bool tty, uint32_t rows, uint32_t cols, std::string const& term,
+        std::vector<sys::UniqueFd> fds);
+
+    Paths m_paths;
+    std::string m_instance;
+    uid_t m_id_range_base = 0;
+    std::optional<StateDb> m_db;
+    config::SystemConfig m_config;
+    int64_t m_generation = 0;
+    std::string m_default_config_path;
+    std::unique_ptr<sandbox::CgroupRoot> m_cgroups;
+    std::unique_ptr<sandbox::SeccompProgram> m_seccomp;
+    sys::UniqueFd m_agent_exe;
+    sys::UniqueFd m_lock;
+    sys::UniqueFd m_epoll;
+    sys::UniqueFd m_signals;
+    sys::UniqueFd m_admin;
+    struct Watch {
+        std::string name;
+        int kind = 0;
+    };
+    std::unordered_map<int, Watch> m_watches;
+    std::map<int, sys::UniqueFd> m_clients;          // admin connections
+    std::map<int, std::set<std::pair<std::string, uint32_t>>> m_client_runs; // client -> (compartment, run id)
+    std::map<std::string, Live> m_live;
+    uint32_t m_next_run_id = 1;
+    bool m_stopping = false;
+};
+
+} // namespace bulkhead::broker

@@ -1,0 +1,279 @@
+// bulkhead daemon, and the client commands that are one request and one reply: apply, plan,
+// rollback, ls, start, stop, restart.
+#include "cli/client.hpp"
+
+#include "base/parse.hpp"
+#include "broker/broker.hpp"
+#include "cli/commands.hpp"
+#include "config/config.hpp"
+#include "sys/socket.hpp"
+#include "sys/syscalls.hpp"
+
+#include <cstdio>
+#include <cstdlib>
+#include <unistd.h>
+
+namespace bulkhead::cli {
+
+using nlohmann::json;
+
+namespace {
+
+constexpr size_t max_reply = 4 * 1024 * 1024;
+constexpr size_t max_config_file = 256 * 1024;
+
+// Takes `--NAME VALUE` or `--NAME=VALUE` out of args (before any `--`).
+bool take_option(std::vector<std::string>& args, std::string const& name, std::string& value, std::string& error)
+{
+    for (size_t i = 0; i < args.size(); ++i) {
+        if (args[i] == "--")
+            return false;
+        if (args[i] == "--" + name) {
+            if (i + 1 >= args.size()) {
+                error = "--" + name + " needs a value";
+                return false;
+            }
+            value = args[i + 1];
+            args.erase(args.begin() + static_cast<long>(i), args.begin() + static_cast<long>(i) + 2);
+            return true;
+        }
+        if (args[i].starts_with("--" + name + "=")) {
+            value = args[i].substr(name.size() + 3);
+            args.erase(args.begin() + static_cast<long>(i));
+            return true;
+        }
+    }
+    return false;
+}
+
+char const* label_colour(std::string const& label)
+{
+    if (label == "red")
+        return "\033[1;31m";
+    if (label == "orange")
+        return "\033[1;38;5;208m";
+    if (label == "yellow")
+        return "\033[1;33m";
+    if (label == "green")
+        return "\033[1;32m";
+    if (label == "gray")
+        return "\033[1;90m";
+    if (label == "blue")
+        return "\033[1;34m";
+    if (label == "purple")
+        return "\033[1;35m";
+    return "\033[1;30;47m"; // black: dark text on a light cell, readable on any background
+}
+
+bool use_colour()
+{
+    char const* no_colour = std::getenv("NO_COLOR");
+    return ::isatty(1) == 1 && (no_colour == nullptr || no_colour[0] == '\0');
+}
+
+int print_ls(json const& body, bool as_json)
+{
+    if (as_json) {
+        json out = {{"generation", body.value("generation", 0)}, {"compartments", body.value("compartments", json::array())}};
+        std::printf("%s\n", out.dump(2).c_str());
+        return 0;
+    }
+    bool colour = use_colour();
+    std::printf("%-16s %-8s %-8s %-9s %-16s %s\n", "NAME", "LABEL", "BACKEND", "STATE", "MEMORY", "NETWORK");
+    for (auto const& entry : body.value("compartments", json::array())) {
+        std::string name = entry.value("name", "?");
+        std::string label = entry.value("label", "?");
+        std::string memory = "-";
+        uint64_t limit = entry.value("memory_limit", uint64_t(0));
+        if (entry.contains("memory_bytes") && entry["memory_bytes"].is_number())
+            memory = format_size(entry["memory_bytes"].get<uint64_t>());
+        if (limit != 0)
+            memory += "/" + format_size(limit);
+        std::string state = entry.value("state", "?");
+        if (entry.value("preloaded", false))
+            state = "preloaded";
+        std::string padded = label + std::string(label.size() < 8 ? 8 - label.size() : 0, ' ');
+        if (colour)
+            std::printf("%-16s %s%s\033[0m%s %-8s %-9s %-16s %s\n", name.c_str(), label_colour(label), label.c_str(),
+                padded.substr(label.size()).c_str(), entry.value("backend", "?").c_str(), state.c_str(), memory.c_str(),
+                entry.value("network", "?").c_str());
+        else
+            std::printf("%-16s %s %-8s %-9s %-16s %s\n", name.c_str(), padded.c_str(), entry.value("backend", "?").c_str(),
+                state.c_str(), memory.c_str(), entry.value("network", "?").c_str());
+    }
+    return 0;
+}
+
+} // namespace
+
+std::string take_socket_option(std::vector<std::string>& args, std::string& error)
+{
+    std::string value;
+    if (take_option(args, "socket", value, error))
+        return value;
+    if (take_option(args, "root", value, error))
+        return value + "/run/admin.sock";
+    if (char const* env = std::getenv("BULKHEAD_SOCKET"); env != nullptr && env[0] != '\0')
+        return env;
+    return "/run/bulkhead/admin.sock";
+}
+
+Result<sys::UniqueFd> connect_broker(std::string const& socket_path)
+{
+    auto connected = sys::connect_unix(socket_path);
+    if (connected.is_error())
+        return Error::from_message("cannot reach the broker at " + socket_path + ": " + connected.error().message()
+            + " (is `bulkhead daemon` running?)");
+    return connected;
+}
+
+Status send_request(int broker, json const& request, std::span<int const> fds)
+{
+    return sys::send_record(broker, request.dump(-1, ' ', false, json::error_handler_t::replace), fds);
+}
+
+Result<Reply> receive_reply(int broker, size_t max_fds)
+{
+    auto record = TRY(sys::receive_record(broker, max_reply, max_fds));
+    Reply reply;
+    if (record.end_of_stream) {
+        reply.closed = true;
+        return reply;
+    }
+    reply.body = json::parse(record.bytes.begin(), record.bytes.end(), nullptr, false);
+    if (reply.body.is_discarded() || !reply.body.is_object())
+        return Error::from_message("the broker sent a malformed reply");
+    reply.fds = std::move(record.fds);
+    return reply;
+}
+
+int report_failure(json const& body)
+{
+    std::string message = body.contains("error") && body["error"].is_string() ? body["error"].get<std::string>() : "failed";
+    int code = body.contains("exit") && body["exit"].is_number_integer() ? body["exit"].get<int>() : exit_failed;
+    // Configuration diagnostics are printed as they are (FILE:LINE:COL: error: ...).
+    if (message.find(": error: ") != std::string::npos)
+        std::fprintf(stderr, "%s\n", message.c_str());
+    else
+        print_error(message);
+    return code;
+}
+
+int daemon_command(std::vector<std::string> args)
+{
+    broker::Options options;
+    std::string error;
+    take_option(args, "config", options.config_path, error);
+    take_option(args, "root", options.root, error);
+    take_option(args, "socket", options.socket_path, error);
+    if (!error.empty() || !args.empty()) {
+        print_error(error.empty() ? "daemon: unexpected argument '" + args.front() + "'" : error);
+        std::fputs("usage: bulkhead daemon [--config FILE] [--root DIR] [--socket PATH]\n", stderr);
+        return exit_usage;
+    }
+    if (::geteuid() != 0) {
+        print_error("daemon: the broker runs as root");
+        return exit_failed;
+    }
+    if (!options.config_path.empty()) {
+        // Checked before anything starts, so that a broken file exits 2 with its diagnostics.
+        auto text = sys::read_file(options.config_path, max_config_file);
+        if (text.is_error()) {
+            print_error("daemon: " + text.error().message());
+            return exit_usage;
+        }
+        auto parsed = config::parse_system_config(text.value(), options.config_path);
+        for (auto const& diagnostic : parsed.errors)
+            std::fprintf(stderr, "%s\n", diagnostic.format().c_str());
+        if (!parsed.config)
+            return exit_usage;
+    }
+    auto broker = broker::Broker::create(options);
+    if (broker.is_error()) {
+        print_error("daemon: " + broker.error().message());
+        return broker.error().message().find(": error: ") != std::string::npos ? exit_usage : exit_failed;
+    }
+    if (auto served = broker.value()->serve(); served.is_error()) {
+        print_error("daemon: " + served.error().message());
+        return exit_failed;
+    }
+    return 0;
+}
+
+int admin_command(std::string const& command, std::vector<std::string> args)
+{
+    std::string error;
+    std::string socket = take_socket_option(args, error);
+    if (!error.empty()) {
+        print_error(error);
+        return exit_usage;
+    }
+    json request = {{"op", command}};
+    bool as_json = false;
+    if (command == "ls") {
+        for (auto const& arg : args) {
+            if (arg != "--json") {
+                print_error("ls: unexpected argument '" + arg + "'\nusage: bulkhead ls [--json]");
+                return exit_usage;
+            }
+            as_json = true;
+        }
+    } else if (command == "apply" || command == "plan") {
+        if (args.size() > 1 || (!args.empty() && args.front().starts_with("-"))) {
+            print_error("usage: bulkhead " + command + " [FILE]");
+            return exit_usage;
+        }
+        if (!args.empty()) {
+            auto text = sys::read_file(args.front(), max_config_file);
+            if (text.is_error()) {
+                print_error(command + ": " + text.error().message());
+                return exit_usage;
+            }
+            if (text.value().empty()) {
+                print_error(command + ": " + args.front() + " is empty");
+                return exit_usage;
+            }
+            request["config"] = text.value();
+            request["file"] = args.front();
+        }
+    } else if (command == "rollback") {
+        if (!args.empty()) {
+            print_error("usage: bulkhead rollback");
+            return exit_usage;
+        }
+    } else {
+        if (args.size() != 1 || args.front().starts_with("-")) {
+            print_error("usage: bulkhead " + command + " NAME");
+            return exit_usage;
+        }
+        request["name"] = args.front();
+    }
+    auto broker = connect_broker(socket);
+    if (broker.is_error()) {
+        print_error(broker.error().message());
+        return exit_failed;
+    }
+    if (auto sent = send_request(broker.value().get(), request); sent.is_error()) {
+        print_error("sending to the broker: " + sent.error().message());
+        return exit_failed;
+    }
+    auto reply = receive_reply(broker.value().get(), 0);
+    if (reply.is_error() || reply.value().closed) {
+        print_error(reply.is_error() ? reply.error().message() : "the broker closed the connection");
+        return exit_failed;
+    }
+    json const& body = reply.value().body;
+    if (!body.value("ok", false))
+        return report_failure(body);
+    if (command == "ls")
+        return print_ls(body, as_json);
+    if (body.contains("changes") && body["changes"].is_array()) {
+        for (auto const& line : body["changes"]) {
+            if (line.is_string())
+                std::printf("%s\n", line.get<std::string>().c_str());
+        }
+    }
+    return 0;
+}
+
+} // namespace bulkhead::cli
