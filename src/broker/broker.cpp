@@ -29,7 +29,10 @@ namespace {
 
 using sys::UniqueFd;
 
-enum WatchKind { AdminListener, AdminClient, AgentListener, AgentConnection, Pid1, Signals };
+enum WatchKind { AdminListener, AdminClient, RefusedClient, AgentListener, AgentConnection, Pid1, Signals };
+
+// Refused admin connections kept until the peer has read why (closing first would reset it).
+constexpr size_t max_refused_clients = 16;
 
 constexpr uint32_t slots_per_broker = 1024;
 constexpr size_t max_admin_request = 256 * 1024;
@@ -136,7 +139,14 @@ Result<std::unique_ptr<Broker>> Broker::create(Options const& options)
     return broker;
 }
 
-Broker::~Broker() = default;
+// Compartments outlive the broker: they are let go, not torn down, and the next broker adopts them.
+Broker::~Broker()
+{
+    for (auto& [name, live] : m_live) {
+        if (live.sandbox)
+            live.sandbox->detach();
+    }
+}
 
 void Broker::log(std::string const& message) const
 {
@@ -333,6 +343,8 @@ void Broker::unwatch(int fd)
 Status Broker::serve()
 {
     log("serving " + m_paths.admin_socket + " (generation " + std::to_string(m_generation) + ")");
+    for (auto const& dir : m_cgroups->directories())
+        log("cgroups under " + dir);
     epoll_event events[64];
     while (!m_stopping) {
         bool pools_short = false;
@@ -365,6 +377,15 @@ Status Broker::serve()
             case AdminClient:
                 on_admin_readable(fd);
                 break;
+            case RefusedClient: {
+                // Its request is read and dropped; closed once the peer hangs up.
+                auto dropped = sys::receive_record(fd, max_admin_request, max_admin_fds);
+                if (dropped.is_error() ? dropped.error().code() != EAGAIN : dropped.value().end_of_stream) {
+                    unwatch(fd);
+                    m_refused.erase(fd);
+                }
+                break;
+            }
             case AgentListener:
                 on_agent_accept(watch.name);
                 break;
@@ -396,6 +417,11 @@ void Broker::on_admin_accept()
             uid_t uid = peer.has_value() ? peer.value().uid : static_cast<uid_t>(-1);
             log("refused an admin connection from uid " + std::to_string(uid));
             (void)sys::send_record(client.get(), R"({"ok":false,"exit":125,"error":"the admin socket serves root only"})");
+            if (m_refused.size() < max_refused_clients) {
+                int fd = client.get();
+                m_refused.emplace(fd, std::move(client));
+                watch(fd, {}, RefusedClient);
+            }
             continue;
         }
         int fd = client.get();

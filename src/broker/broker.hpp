@@ -146,6 +146,7 @@ private:
     };
     std::unordered_map<int, Watch> m_watches;
     std::map<int, sys::UniqueFd> m_clients;          // admin connections
+    std::map<int, sys::UniqueFd> m_refused;          // refused, until they read why
     std::map<int, std::set<std::pair<std::string, uint32_t>>> m_client_runs; // client -> (compartment, run id)
     std::map<std::string, Live> m_live;
     uint32_t m_next_run_id = 1;

@@ -253,11 +253,13 @@ int admin_command(std::string const& command, std::vector<std::string> args)
         print_error(broker.error().message());
         return exit_failed;
     }
-    if (auto sent = send_request(broker.value().get(), request); sent.is_error()) {
+    // A broker that refuses the connection has said why before closing: read that first.
+    auto sent = send_request(broker.value().get(), request);
+    auto reply = receive_reply(broker.value().get(), 0);
+    if (sent.is_error() && (reply.is_error() || reply.value().closed)) {
         print_error("sending to the broker: " + sent.error().message());
         return exit_failed;
     }
-    auto reply = receive_reply(broker.value().get(), 0);
     if (reply.is_error() || reply.value().closed) {
         print_error(reply.is_error() ? reply.error().message() : "the broker closed the connection");
         return exit_failed;

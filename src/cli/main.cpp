@@ -40,6 +40,15 @@ int main(int argc, char** argv)
         std::fputs(usage_text, stderr);
         return bulkhead::cli::exit_usage;
     }
+    // `bulkhead --socket PATH COMMAND ...` and `--root DIR` before the command: moved behind it.
+    std::vector<char*> reordered(args.begin(), args.end());
+    std::vector<char*> leading;
+    while (reordered.size() >= 4 && (std::string_view(reordered[1]) == "--socket" || std::string_view(reordered[1]) == "--root")) {
+        leading.insert(leading.end(), reordered.begin() + 1, reordered.begin() + 3);
+        reordered.erase(reordered.begin() + 1, reordered.begin() + 3);
+    }
+    reordered.insert(reordered.begin() + 2, leading.begin(), leading.end());
+    args = std::span<char*>(reordered);
     std::string_view command = args[1];
     auto rest = args.subspan(2);
     if (command == "version" || command == "--version") {

@@ -264,6 +264,8 @@ public:
         return Error::from_message("no memory controller");
     }
 
+    void forget() override { m_removed = true; }
+
     Result<bool> contains(pid_t pid) const override
     {
         if (m_dirs.empty())

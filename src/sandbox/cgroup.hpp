@@ -47,6 +47,8 @@ public:
     virtual Status remove() = 0;
     // Current memory use in bytes.
     virtual Result<uint64_t> memory_current() const = 0;
+    // Lets go of the cgroup without removing it (its compartment outlives this process).
+    virtual void forget() = 0;
     // Whether `pid` is a member (checked in the first hierarchy).
     virtual Result<bool> contains(pid_t pid) const = 0;
     // Every directory this cgroup made (one per hierarchy): for tests and diagnostics.

@@ -53,6 +53,8 @@ public:
     Status signal(int sig);
     // SIGKILL everything, reap, remove cgroups and the runtime directory. Idempotent.
     Status destroy();
+    // Lets go of the compartment and leaves it running (a broker that exits; the next one adopts it).
+    void detach();
 
 private:
     Compartment() = default;

@@ -540,6 +540,16 @@ Status Compartment::signal(int sig)
     return sys::pidfd_send_signal(m_pidfd.get(), sig);
 }
 
+void Compartment::detach()
+{
+    if (m_cgroup)
+        m_cgroup->forget();
+    m_cgroup.reset();
+    m_pidfd.reset();
+    m_sync.reset();
+    m_runtime_dir.clear();
+}
+
 Status Compartment::destroy()
 {
     Status result;
