@@ -29,7 +29,7 @@ FUZZ_CC ?= clang-$(LLVM_VERSION)
 FUZZ_CXX ?= clang++-$(LLVM_VERSION)
 
 BUILD_PACKAGES := cmake g++ make pkg-config libseccomp-dev libgtest-dev libgmock-dev libbenchmark-dev \
-	libtomlplusplus-dev nlohmann-json3-dev libsodium-dev libsqlite3-dev libzstd-dev procps
+	libtomlplusplus-dev nlohmann-json3-dev libsodium-dev libsqlite3-dev libzstd-dev procps python3
 # llvm-N brings llvm-symbolizer, so that fuzzer and sanitizer reports name functions and lines.
 FUZZ_PACKAGES := clang-$(LLVM_VERSION) libclang-rt-$(LLVM_VERSION)-dev llvm-$(LLVM_VERSION)
 BENCH_PACKAGES := bubblewrap hyperfine python3
