@@ -5,7 +5,7 @@
 #   make deps        install the build, test and fuzz packages that are missing
 #   make build       configure and build in build/
 #   make test        build, ctest (one test at a time), then every fuzz target for FUZZ_SMOKE_SECONDS
-#   make demo        build, then `bulkhead demo`
+#   make demo        build, then the main job for real: a broker, work, a disposable (scripts/demo.sh)
 #   make bench       benchmarks against their peers (bwrap); writes bench/RESULTS.md
 #   make fuzz        every fuzz target for FUZZ_SECONDS from its seed corpus (build-fuzz/, clang)
 #   make sanitize    the whole ctest suite built with ASan + UBSan (build-asan/)
@@ -86,7 +86,7 @@ test: build fuzz-build
 	exit $$status
 
 demo: build
-	./$(BUILD)/bulkhead demo
+	scripts/demo.sh $(BUILD)/bulkhead
 
 bench: bench-deps build
 	bench/run $(BUILD)
