@@ -204,6 +204,43 @@ start_daemon
 [[ $(json_field personal state) == stopped && ! -e $ROOT/run/compartments/personal && ! -e $ROOT/run/ipc/personal ]] \
     && grep -q "personal: its PID 1 is gone; marked stopped and cleaned up" "$LOG" && pass "dead-agent-cleaned-on-reattach" || fail "dead-agent-cleaned-on-reattach"
 
+# ---- apply is atomic: a failure half way returns to the previous state ----
+cat >"$ROOT/next.toml" <<'TOML'
+[system]
+default_disposable = "untrusted"
+[templates.host]
+kind = "host"
+[compartments.work]
+label = "blue"
+autostart = true
+[compartments.untrusted]
+label = "red"
+disposable_template = true
+[compartments.zz-blocked]
+label = "gray"
+autostart = true
+TOML
+generation() { "$B" ls --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["generation"])'; }
+gen_before=$(generation)
+work_pid=$(json_field work pid)
+check plan-shows-changes 0 "+ zz-blocked" -- "$B" plan "$ROOT/next.toml"
+[[ $(generation) == "$gen_before" && $(json_field work pid) == "$work_pid" ]] && pass "plan-changes-nothing" || fail "plan-changes-nothing"
+mkdir "$ROOT/run/compartments/zz-blocked" # its start will fail half way through the apply
+check apply-fails-half-way 125 "is still in force" -- "$B" apply "$ROOT/next.toml"
+if [[ $(generation) == "$gen_before" && $(json_field zz-blocked state) == absent && $(json_field vault state) == stopped
+    && $(json_field work state) == running ]]; then
+    pass "apply-rolled-back-to-previous-state"
+else
+    fail "apply-rolled-back-to-previous-state: generation $(generation), work $(json_field work state)"
+fi
+rmdir "$ROOT/run/compartments/zz-blocked"
+check apply-succeeds 0 "generation $((gen_before + 1)) applied" -- "$B" apply "$ROOT/next.toml"
+[[ $(json_field zz-blocked state) == running && $(json_field vault state) == absent ]] && pass "apply-started-autostart" || fail "apply-started-autostart"
+check rollback 0 "generation $gen_before applied" -- "$B" rollback
+[[ $(generation) == "$gen_before" && $(json_field zz-blocked state) == absent && $(json_field vault state) == stopped
+    && ! -e $ROOT/run/compartments/zz-blocked ]] && pass "rollback-restores-previous-generation" || fail "rollback-restores-previous-generation"
+check rollback-nothing-before 2 "no generation before" -- "$B" rollback
+
 # ---- kill -9 of the broker during 50 concurrent runs ----
 mkdir -p "$ROOT/runs"
 pids=()
