@@ -25,7 +25,7 @@ struct Plan {
     std::vector<std::string> stop;    // running compartments that go away
     std::vector<std::string> restart; // running compartments whose definition changed
     std::vector<std::string> start;   // autostart compartments that are not running
-    bool empty() const { return changes.empty() && other.empty() && start.empty(); }
+    bool empty() const { return changes.empty() && other.empty() && stop.empty() && restart.empty() && start.empty(); }
     // One line per change, for `bulkhead plan` and `apply`.
     std::vector<std::string> describe() const;
 };
