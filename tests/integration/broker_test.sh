@@ -2,9 +2,10 @@
 # End-to-end checks of the broker: the real bulkhead binary against a real `bulkhead daemon` under a
 # temporary --root. Exit codes, streams, the clean environment, persistent homes, disposables,
 # ls, the root-only admin socket, kill -9 of the broker during 50 runs, and nothing left behind.
-# Usage: broker_test.sh PATH/TO/bulkhead
+# Usage: broker_test.sh PATH/TO/bulkhead PATH/TO/bulkhead_escape_probe
 set -u
-BULKHEAD=$(realpath "${1:?usage: broker_test.sh PATH/TO/bulkhead}")
+BULKHEAD=$(realpath "${1:?usage: broker_test.sh PATH/TO/bulkhead PATH/TO/bulkhead_escape_probe}")
+PROBE=$(realpath "${2:?usage: broker_test.sh PATH/TO/bulkhead PATH/TO/bulkhead_escape_probe}")
 passed=0
 failed=0
 ROOT=$(mktemp -d /tmp/bulkhead-broker-test-XXXXXX)
@@ -126,6 +127,25 @@ fi
 check disposable-layer-not-reused 1 "" -- "$B" run --disposable untrusted -- test -e /home/user/left-behind
 check disposable-cannot-see-work 1 "" -- "$B" run --disposable -- sh -c "test -e /home/user/note || test -e $ROOT/state/compartments/work/home/note || test -e /proc/$(json_field work pid)"
 check disposable-exit-code 5 "" -- "$B" run --disposable -- sh -c 'exit 5'
+
+# ---- commands started by the agent are as confined as the engine's own (tests/escape probe) ----
+# (root inside holds no capability, so it cannot enter the user's 0700 home: it gets a copy in /root)
+cp "$PROBE" "$ROOT/state/compartments/work/home/probe"
+"$B" run work -- cp /home/user/probe /tmp/probe
+"$B" run --user root work -- sh -c 'cp /tmp/probe /root/probe && chmod 700 /root/probe' 
+for user in user root; do
+    for probe_check in status fds setuid abi core proc dev mounts syscalls; do
+        path=/home/user/probe
+        [[ $user == root ]] && path=/root/probe
+        out=$("$B" run --user "$user" work -- "$path" "$probe_check" 2>&1)
+        if [[ $out == *"PASS $probe_check"* && $out != *"FAIL "* ]]; then
+            pass "agent-started-$user-$probe_check"
+        else
+            fail "agent-started-$user-$probe_check: $out"
+        fi
+    done
+done
+rm -f "$ROOT/state/compartments/work/home/probe"
 
 # ---- ls ----
 out=$("$B" ls)
