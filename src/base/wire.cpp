@@ -252,10 +252,11 @@ Result<AgentMessage> decode_agent_message(std::span<uint8_t const> record)
         exited.id = reader.u32();
         exited.wait_status = static_cast<int32_t>(reader.u32());
         TRY(reader.finish());
-        // A real wait status is an exit code (0..255 << 8) or a signal number (1..127).
+        // A real wait status is an exit code (0..255 << 8) or a signal number (1..64, Linux's
+        // highest), possibly with the core-dump bit 0x80.
         uint32_t raw = static_cast<uint32_t>(exited.wait_status);
-        bool exited_normally = (raw & 0x7f) == 0 && raw <= 0xff00;
-        bool signalled = raw >= 1 && raw <= 0xff && (raw & 0x7f) != 0 && (raw & 0x7f) != 0x7f;
+        bool exited_normally = (raw & 0xff) == 0 && raw <= 0xff00;
+        bool signalled = raw <= 0xff && (raw & 0x7f) >= 1 && (raw & 0x7f) <= 64;
         if (!exited_normally && !signalled)
             return Error::from_message("impossible wait status " + std::to_string(raw));
         return AgentMessage(exited);
