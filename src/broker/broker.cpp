@@ -352,7 +352,12 @@ Status Broker::serve()
             if (compartment.disposable_template && pool_size(compartment.name) < compartment.preload)
                 pools_short = true;
         }
-        int count = ::epoll_wait(m_epoll.get(), events, 64, pools_short ? 0 : -1);
+        // Pools are refilled when nothing is ready and no command waits to start, so that starting a
+        // disposable (~10 ms, the loop is blocked meanwhile) never delays a run in flight.
+        bool run_in_flight = std::any_of(m_live.begin(), m_live.end(), [](auto const& entry) {
+            return std::any_of(entry.second.runs.begin(), entry.second.runs.end(), [](auto const& run) { return !run.second.started; });
+        });
+        int count = ::epoll_wait(m_epoll.get(), events, 64, pools_short && !run_in_flight ? 0 : -1);
         if (count < 0 && errno == EINTR)
             continue;
         if (count < 0)

@@ -240,15 +240,17 @@ int run_in_compartment(RunArgs const& run, std::string const& socket)
     err_write.reset();
     status_write.reset();
 
-    auto first = receive_reply(broker.value().get(), 1);
-    if (first.is_error() || first.value().closed) {
-        print_error(first.is_error() ? first.error().message() : "the broker closed the connection");
-        return exit_failed;
-    }
-    if (!first.value().body.value("ok", false))
-        return report_failure(first.value().body);
+    // With a pty the master comes with the first reply. Without one the output is relayed at once,
+    // and the broker's first answer (started, or why not) is read in the loop below.
     UniqueFd master;
     if (run.tty) {
+        auto first = receive_reply(broker.value().get(), 1);
+        if (first.is_error() || first.value().closed) {
+            print_error(first.is_error() ? first.error().message() : "the broker closed the connection");
+            return exit_failed;
+        }
+        if (!first.value().body.value("ok", false))
+            return report_failure(first.value().body);
         if (first.value().fds.size() != 1) {
             print_error("the broker sent no terminal");
             return exit_failed;
@@ -334,6 +336,10 @@ int run_in_compartment(RunArgs const& run, std::string const& socket)
         }
         if (fds[fixed + 1].revents) {
             auto message = receive_reply(broker.value().get(), 0);
+            if (message.has_value() && !message.value().closed && !message.value().body.value("ok", false)) {
+                raw.reset();
+                return report_failure(message.value().body);
+            }
             if (message.is_error() || message.value().closed || message.value().body.value("done", false)) {
                 if ((message.is_error() || message.value().closed) && disposable)
                     print_error("lost the broker before the disposable was torn down; the next broker removes it");
