@@ -7,6 +7,7 @@
 // set them before the exec); it enforces the Landlock ruleset handed to it on fd 4 itself, because
 // its own executable lies outside the compartment's tree. Every command it starts gives up all
 // capabilities and becomes `user` (uid 1000) or root without capabilities.
+#include "agent/commands.hpp"
 #include "base/wire.hpp"
 #include "sandbox/caps.hpp"
 #include "sandbox/spec.hpp"
@@ -286,8 +287,18 @@ private:
 
 } // namespace
 
-int main()
+int main(int argc, char** argv)
 {
+    if (argc > 0 && argv[0] != nullptr) {
+        std::string_view program = argv[0];
+        if (auto slash = program.rfind('/'); slash != std::string_view::npos)
+            program.remove_prefix(slash + 1);
+        if (program != "bulkhead-agent") {
+            std::vector<std::string> args(argv + 1, argv + argc);
+            if (auto code = agent::run_command(program, args))
+                return *code;
+        }
+    }
     // exec made this process dumpable again; nothing inside may read its memory or descriptors.
     ::prctl(PR_SET_DUMPABLE, 0);
     if (::fcntl(4, F_GETFD) >= 0) {

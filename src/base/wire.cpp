@@ -275,4 +275,71 @@ Result<AgentMessage> decode_agent_message(std::span<uint8_t const> record)
     }
 }
 
+std::vector<uint8_t> encode(Call const& call)
+{
+    Writer writer(MessageType::Call);
+    writer.string(call.target);
+    writer.string(call.service);
+    writer.string(call.arg);
+    return writer.take();
+}
+
+std::vector<uint8_t> encode(CallReply const& reply)
+{
+    if (auto const* connected = std::get_if<CallConnected>(&reply)) {
+        Writer writer(MessageType::CallConnected);
+        writer.string(connected->target);
+        return writer.take();
+    }
+    auto const& refused = std::get<CallRefused>(reply);
+    Writer writer(MessageType::CallRefused);
+    writer.u32(refused.exit_code);
+    writer.string(refused.message.substr(0, max_error_text));
+    return writer.take();
+}
+
+Result<Call> decode_call(std::span<uint8_t const> record)
+{
+    TRY(check_record(record, max_caller_record));
+    if (static_cast<MessageType>(record[0]) != MessageType::Call)
+        return Error::from_message("not a call (message type " + std::to_string(record[0]) + ")");
+    Reader reader(record);
+    Call call;
+    call.target = reader.string(max_call_field);
+    call.service = reader.string(max_call_field);
+    call.arg = reader.string(max_call_field);
+    TRY(reader.finish());
+    auto token = [](std::string const& text) { return printable(text) && text.find(' ') == std::string::npos; };
+    if (!token(call.target) || !token(call.service) || !token(call.arg))
+        return Error::from_message("a call field with spaces or unprintable bytes");
+    if (call.service.empty())
+        return Error::from_message("a call without a service");
+    return call;
+}
+
+Result<CallReply> decode_call_reply(std::span<uint8_t const> record)
+{
+    TRY(check_record(record, max_broker_record));
+    Reader reader(record);
+    switch (static_cast<MessageType>(record[0])) {
+    case MessageType::CallConnected: {
+        CallConnected connected;
+        connected.target = reader.string(max_call_field);
+        TRY(reader.finish());
+        return CallReply(std::move(connected));
+    }
+    case MessageType::CallRefused: {
+        CallRefused refused;
+        refused.exit_code = reader.u32();
+        refused.message = reader.string(max_error_text);
+        TRY(reader.finish());
+        if (refused.exit_code > 255)
+            return Error::from_message("exit code " + std::to_string(refused.exit_code));
+        return CallReply(std::move(refused));
+    }
+    default:
+        return Error::from_message("unknown message type " + std::to_string(record[0]));
+    }
+}
+
 } // namespace bulkhead::wire

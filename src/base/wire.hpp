@@ -37,6 +37,11 @@ enum class MessageType : uint8_t {
     Started = 17,
     Exited = 18,
     Failed = 19,
+    // caller -> broker (any other process of the compartment, on the same socket)
+    Call = 32,
+    // broker -> caller
+    CallConnected = 48,
+    CallRefused = 49,
 };
 
 enum class RunAs : uint32_t { Root = 0, User = 1 };
@@ -81,6 +86,32 @@ struct Failed {
     std::string message; // at most max_error_text bytes, printable ASCII only
 };
 
+// --- calls: bulkhead-call and the other in-compartment commands ---
+// Any process of a compartment other than its PID 1 may connect to /run/bulkhead/agent.sock and
+// send one Call. The broker knows the caller by the socket (each compartment has its own), never
+// by anything in the record.
+inline constexpr size_t max_caller_record = 512;
+inline constexpr size_t max_call_field = 64;
+
+struct Call {
+    std::string target;  // a compartment, "" or "@default", "@disposable[:T]", "@dispvm[:T]"
+    std::string service; // e.g. "bulkhead.Filecopy"
+    std::string arg;     // "" = no argument
+};
+
+// Allowed and running: one end of a connected stream socket (the service's stdin and stdout),
+// the read end of the service's stderr and the read end of its status pipe ("status N\n")
+// travel beside it. `target`: where it runs (a new disposable's name).
+struct CallConnected {
+    std::string target;
+};
+
+// Not allowed or failed. `exit_code`: 126 denied by policy, 125 bulkhead failed, 2 bad request.
+struct CallRefused {
+    uint32_t exit_code = 125;
+    std::string message;
+};
+
 using BrokerMessage = std::variant<Exec, Kill>;
 using AgentMessage = std::variant<Hello, Started, Exited, Failed>;
 
@@ -93,5 +124,13 @@ std::vector<uint8_t> encode(AgentMessage const& message);
 
 Result<BrokerMessage> decode_broker_message(std::span<uint8_t const> record);
 Result<AgentMessage> decode_agent_message(std::span<uint8_t const> record);
+
+using CallReply = std::variant<CallConnected, CallRefused>;
+inline constexpr size_t call_connected_descriptors = 3;
+std::vector<uint8_t> encode(Call const& call);
+std::vector<uint8_t> encode(CallReply const& reply);
+// Strict: fields at most max_call_field bytes of printable ASCII without spaces.
+Result<Call> decode_call(std::span<uint8_t const> record);
+Result<CallReply> decode_call_reply(std::span<uint8_t const> record);
 
 } // namespace bulkhead::wire

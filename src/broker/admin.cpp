@@ -109,6 +109,18 @@ bool valid_term(std::string const& term)
 
 } // namespace
 
+std::vector<std::string> clean_environment(bool root, std::string const& compartment)
+{
+    return {
+        std::string("HOME=") + (root ? "/root" : "/home/user"),
+        std::string("USER=") + (root ? "root" : "user"),
+        std::string("LOGNAME=") + (root ? "root" : "user"),
+        "PATH=/usr/local/bin:/usr/bin:/bin:/run/bulkhead/bin" + std::string(root ? ":/usr/local/sbin:/usr/sbin:/sbin" : ""),
+        "LANG=C.UTF-8",
+        "BULKHEAD_COMPARTMENT=" + compartment,
+    };
+}
+
 void Broker::reply_error(int client, std::string const& message, int exit_code)
 {
     json object = {{"ok", false}, {"error", message}, {"exit", exit_code}};
@@ -132,10 +144,39 @@ void Broker::handle_admin(int client, std::vector<uint8_t> const& bytes, std::ve
     if (op == "plan" || op == "apply") {
         std::string text = fields.string("config");
         std::string file = fields.string("file");
+        std::string policy_dir = fields.string("policy_dir");
         if (!fields.error().empty())
             return reply_error(client, "malformed request: " + fields.error(), 2);
-        return admin_apply(client, op, text, file);
+        return admin_apply(client, op, text, file, policy_dir);
     }
+    if (op == "policy_check") {
+        std::string source = fields.string("source", true);
+        std::string target = fields.string("target", true);
+        std::string service = fields.string("service", true);
+        std::string arg = fields.string("arg");
+        bool explain = fields.boolean("explain");
+        if (!fields.error().empty())
+            return reply_error(client, "malformed request: " + fields.error(), 2);
+        return admin_policy_check(client, source, target, service, arg, explain);
+    }
+    if (op == "pending")
+        return admin_pending(client);
+    if (op == "approve" || op == "deny") {
+        auto found = request.find("id");
+        std::string target = fields.string("target");
+        if (found == request.end() || !found->is_number_unsigned() || !fields.error().empty())
+            return reply_error(client, "malformed request: " + (fields.error().empty() ? std::string("'id' must be a number") : fields.error()), 2);
+        return admin_answer(client, op == "approve", found->get<uint64_t>(), target);
+    }
+    if (op == "audit") {
+        auto after = request.find("after");
+        uint64_t from = after != request.end() && after->is_number_unsigned() ? after->get<uint64_t>() : 0;
+        // One reply is one SOCK_SEQPACKET record, which must fit the socket's buffer: pages of 256.
+        uint32_t limit = fields.number("limit", 256);
+        return admin_audit(client, from, limit == 0 ? 256 : limit);
+    }
+    if (op == "audit_verify")
+        return admin_audit_verify(client);
     if (op == "rollback")
         return admin_rollback(client);
     if (op == "start" || op == "stop" || op == "restart") {
@@ -199,8 +240,18 @@ void Broker::admin_ls(int client)
     reply(client, object.dump(-1, ' ', false, json::error_handler_t::replace));
 }
 
-void Broker::admin_apply(int client, std::string const& op, std::string const& text, std::string const& file)
+void Broker::admin_apply(int client, std::string const& op, std::string const& text, std::string const& file, std::string const& policy_dir_in)
 {
+    // The policy comes from policy.d beside the configuration (or the embedded default policy);
+    // an invalid policy refuses the whole apply, like an invalid configuration.
+    std::string policy_dir = policy_dir_in;
+    if (policy_dir.empty() && text.empty() && file.empty())
+        policy_dir = policy_dir_for(m_default_config_path);
+    if (!policy_dir.empty() && ::access(policy_dir.c_str(), F_OK) != 0)
+        policy_dir.clear();
+    auto new_policy = read_policy(policy_dir);
+    if (new_policy.is_error())
+        return reply_error(client, new_policy.error().message() + "\nnothing applied: the policy is invalid", 2);
     std::string source = file;
     std::string config_text = text;
     if (config_text.empty() && file.empty()) {
@@ -221,10 +272,20 @@ void Broker::admin_apply(int client, std::string const& op, std::string const& t
     auto result = apply_config(config_text, source, op == "plan", std::nullopt, exit_code);
     if (result.is_error())
         return reply_error(client, result.error().message(), exit_code);
-    if (op == "apply")
-        for (auto const& line : result.value())
+    auto changes = result.release_value();
+    std::string const policy_line = "policy: " + std::to_string(new_policy.value().rules.size()) + " rules from "
+        + (policy_dir.empty() ? std::string("the embedded default policy") : policy_dir);
+    changes.push_back(policy_line);
+    if (op == "apply") {
+        m_policy = new_policy.release_value();
+        m_policy_source = policy_dir.empty() ? "embedded default policy" : policy_dir;
+        remember_policy_dir(policy_dir);
+        for (auto const& line : changes)
             log("apply: " + line);
-    reply(client, lines_json(result.value(), "changes", {{"generation", m_generation}}));
+        record({.kind = "admin", .caller = "@host", .service = "apply", .verdict = "ok",
+            .detail = "generation " + std::to_string(m_generation) + " from " + source});
+    }
+    reply(client, lines_json(changes, "changes", {{"generation", m_generation}}));
 }
 
 void Broker::admin_rollback(int client)
@@ -239,6 +300,7 @@ void Broker::admin_rollback(int client)
     auto result = apply_config(generation.config, generation.source, false, generation.id, exit_code);
     if (result.is_error())
         return reply_error(client, result.error().message(), exit_code);
+    record({.kind = "admin", .caller = "@host", .service = "rollback", .verdict = "ok", .detail = "generation " + std::to_string(m_generation)});
     reply(client, lines_json(result.value(), "changes", {{"generation", m_generation}}));
 }
 
@@ -252,8 +314,10 @@ void Broker::admin_lifecycle(int client, std::string const& op, std::string cons
         if (live == m_live.end() && op == "stop")
             return reply_error(client, name + " is not running", 2);
         stop_compartment(name, op == "stop" ? "stopped by the administrator" : "restarted by the administrator");
-        if (op == "stop")
+        if (op == "stop") {
+            record({.kind = "admin", .caller = "@host", .target = name, .service = op, .verdict = "ok"});
             return reply(client, R"({"ok":true})");
+        }
     } else if (live != m_live.end()) {
         return reply_error(client, name + " is already running", 2);
     }
@@ -262,6 +326,7 @@ void Broker::admin_lifecycle(int client, std::string const& op, std::string cons
     auto started = start_persistent(name);
     if (started.is_error())
         return reply_error(client, "starting " + name + ": " + started.error().message(), 125);
+    record({.kind = "admin", .caller = "@host", .target = name, .service = op, .verdict = "ok"});
     reply(client, R"({"ok":true})");
 }
 
@@ -315,14 +380,7 @@ void Broker::admin_run(int client, std::string const& name, std::string const& d
     exec.argv = std::move(argv);
     // A clean environment: nothing of the caller's crosses (DESIGN.md, CLI).
     bool root = exec.run_as == wire::RunAs::Root;
-    exec.env = {
-        std::string("HOME=") + (root ? "/root" : "/home/user"),
-        std::string("USER=") + (root ? "root" : "user"),
-        std::string("LOGNAME=") + (root ? "root" : "user"),
-        "PATH=/usr/local/bin:/usr/bin:/bin" + std::string(root ? ":/usr/local/sbin:/usr/sbin:/sbin" : ""),
-        "LANG=C.UTF-8",
-        "BULKHEAD_COMPARTMENT=" + live->name,
-    };
+    exec.env = clean_environment(root, live->name);
     if (tty)
         exec.env.push_back("TERM=" + (valid_term(term) ? term : std::string("xterm")));
     auto encoded = wire::encode(wire::BrokerMessage(exec));
@@ -338,6 +396,131 @@ void Broker::admin_run(int client, std::string const& name, std::string const& d
     live->waiting.push_back(exec.id);
     m_client_runs[client].insert({live->name, exec.id});
     send_pending(*live);
+}
+
+// ---- policy, pending calls, audit ----
+
+void Broker::admin_policy_check(int client, std::string const& source, std::string const& target, std::string const& service,
+    std::string const& arg, bool explain)
+{
+    policy::Request request;
+    request.service = service;
+    request.arg = arg;
+    if (source == "@host" || source == "@adminvm")
+        request.source.host = true;
+    else
+        request.source = party_of(source);
+    std::string templ;
+    if (target.empty() || target == "@default") {
+        request.target_kind = policy::TargetKind::Default;
+    } else if (target.starts_with("@disposable") || target.starts_with("@dispvm")) {
+        request.target_kind = policy::TargetKind::NewDisposable;
+        auto colon = target.find(':');
+        request.disposable_template = colon == std::string::npos ? m_config.default_disposable : target.substr(colon + 1);
+    } else if (target == "@host" || target == "@adminvm") {
+        request.target_kind = policy::TargetKind::Host;
+        request.target.host = true;
+    } else {
+        request.target = party_of(target);
+    }
+    std::vector<policy::Step> steps;
+    auto decision = explain ? policy::explain(m_policy, request, steps) : policy::evaluate(m_policy, request);
+    json lines = json::array();
+    for (auto const& step : steps) {
+        auto const& rule = m_policy.rules[step.rule];
+        lines.push_back(rule.where.file_line() + ": " + (step.matched ? "matches: " : "no: ") + step.why);
+    }
+    json object = {{"ok", true}, {"action", std::string(policy::action_name(decision.action))},
+        {"rule", policy::decision_where(m_policy, decision)}, {"policy", m_policy_source}, {"steps", lines}};
+    if (decision.params.target)
+        object["target"] = *decision.params.target;
+    reply(client, object.dump(-1, ' ', false, json::error_handler_t::replace));
+}
+
+void Broker::admin_pending(int client)
+{
+    int64_t now = sys::monotonic_ms();
+    json list = json::array();
+    for (auto const& [id, ask] : m_asks) {
+        list.push_back({{"id", id}, {"caller", ask.source}, {"target", ask.call.target.empty() ? "@default" : ask.call.target},
+            {"service", ask.call.service}, {"arg", ask.call.arg}, {"age_ms", now - ask.asked_at_ms},
+            {"expires_in_ms", std::max<int64_t>(0, ask.deadline_ms - now)}, {"rule", ask.rule},
+            {"default_target", ask.decision.params.default_target.value_or("")}});
+    }
+    json object = {{"ok", true}, {"pending", list}};
+    reply(client, object.dump(-1, ' ', false, json::error_handler_t::replace));
+}
+
+void Broker::admin_answer(int client, bool approve, uint64_t id, std::string const& target_in)
+{
+    auto found = m_asks.find(id);
+    if (found == m_asks.end())
+        return reply_error(client, "no pending request " + std::to_string(id), 2);
+    PendingAsk& ask = found->second;
+    std::string target = target_in.empty() ? ask.decision.params.default_target.value_or("") : target_in;
+    audit::Record entry {.kind = "ask", .caller = ask.source, .target = ask.call.target.empty() ? "@default" : ask.call.target,
+        .service = ask.call.service, .arg = ask.call.arg, .verdict = approve ? "approved" : "denied", .rule = ask.rule};
+    if (approve && !target.empty() && target != ask.call.target) {
+        // The administrator may send the call elsewhere, but not where the policy denies it.
+        policy::Request redirected = ask.request;
+        std::string templ;
+        redirected.target_kind = m_config.find_compartment(target) || m_live.contains(target) ? policy::TargetKind::Compartment : policy::TargetKind::NewDisposable;
+        if (target.starts_with("@disposable") || target.starts_with("@dispvm")) {
+            auto colon = target.find(':');
+            redirected.disposable_template = colon == std::string::npos ? m_config.default_disposable : target.substr(colon + 1);
+        } else if (redirected.target_kind == policy::TargetKind::Compartment) {
+            redirected.target = party_of(target);
+        } else {
+            return reply_error(client, "no compartment named '" + target + "'", 2);
+        }
+        auto decision = policy::evaluate(m_policy, redirected);
+        if (decision.action == policy::Action::Deny)
+            return reply_error(client, "the policy denies " + ask.source + " -> " + target + " (" + policy::decision_where(m_policy, decision) + ")", 126);
+        entry.detail = "target " + target;
+    }
+    PendingAsk taken = std::move(ask);
+    m_asks.erase(found);
+    record(entry);
+    record({.kind = "admin", .caller = "@host", .target = taken.source, .service = approve ? "approve" : "deny",
+        .arg = std::to_string(id), .verdict = "ok", .detail = entry.detail});
+    if (!approve) {
+        refuse_call(taken.caller, 126, "denied by the administrator (" + taken.rule + ")");
+        return reply(client, R"({"ok":true})");
+    }
+    run_call(taken.caller, taken.source, taken.call, taken.request, taken.decision.params, target);
+    reply(client, R"({"ok":true})");
+}
+
+void Broker::admin_audit(int client, uint64_t after, uint32_t limit)
+{
+    auto records = audit::read(m_audit_path, after, limit);
+    if (records.is_error())
+        return reply_error(client, records.error().message(), 125);
+    json list = json::array();
+    for (auto const& entry : records.value()) {
+        json parsed = json::parse(audit::to_line(entry), nullptr, false);
+        if (!parsed.is_discarded())
+            list.push_back(parsed);
+    }
+    json object = {{"ok", true}, {"records", list}};
+    reply(client, object.dump(-1, ' ', false, json::error_handler_t::replace));
+}
+
+void Broker::admin_audit_verify(int client)
+{
+    auto contents = sys::read_file(m_audit_path, size_t(1) << 34);
+    if (contents.is_error())
+        return reply_error(client, contents.error().message(), 125);
+    // What the broker itself wrote last: the log must end there.
+    std::optional<std::pair<uint64_t, std::string>> expected;
+    if (auto head = m_db->audit_head(); head.has_value())
+        expected = head.value();
+    auto verification = audit::verify(contents.value(), expected);
+    json problems = json::array();
+    for (auto const& problem : verification.problems)
+        problems.push_back({{"line", problem.line}, {"seq", problem.seq}, {"what", problem.what}});
+    json object = {{"ok", true}, {"records", verification.records}, {"problems", problems}, {"path", m_audit_path}};
+    reply(client, object.dump(-1, ' ', false, json::error_handler_t::replace));
 }
 
 } // namespace bulkhead::broker

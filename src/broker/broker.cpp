@@ -18,6 +18,7 @@
 #include <sys/epoll.h>
 #include <sys/file.h>
 #include <sys/resource.h>
+#include <sys/sendfile.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -28,8 +29,6 @@ namespace bulkhead::broker {
 namespace {
 
 using sys::UniqueFd;
-
-enum WatchKind { AdminListener, AdminClient, RefusedClient, AgentListener, AgentConnection, Pid1, Signals };
 
 // Refused admin connections kept until the peer has read why (closing first would reset it).
 constexpr size_t max_refused_clients = 16;
@@ -110,6 +109,35 @@ Result<UniqueFd> open_agent_executable()
     return Error::from_message("bulkhead-agent not found (looked in " + candidates.front() + " and " + candidates.back() + ")");
 }
 
+// RUN/bin: the agent's executable under the names of the in-compartment commands (it dispatches
+// on argv[0]), bound read-only at /run/bulkhead/bin in every compartment. Replaced by rename, so
+// that commands running from an older copy keep theirs.
+Status install_commands(int agent_exe, std::string const& bin_dir)
+{
+    TRY(make_dir(bin_dir, 0755));
+    std::string const temporary = bin_dir + "/.bulkhead-agent.new";
+    (void)::unlink(temporary.c_str());
+    UniqueFd out = TRY(sys::open_path(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0755));
+    off_t offset = 0;
+    while (true) {
+        ssize_t copied = ::sendfile(out.get(), agent_exe, &offset, 1 << 20);
+        if (copied < 0)
+            return Error::from_syscall("sendfile", temporary, errno);
+        if (copied == 0)
+            break;
+    }
+    TRY(check_syscall(::fchmod(out.get(), 0755), "fchmod"));
+    out.reset();
+    TRY(check_syscall(::rename(temporary.c_str(), (bin_dir + "/bulkhead-agent").c_str()), "rename"));
+    for (auto const* name : {"bulkhead-call", "bulkhead-copy", "bulkhead-move", "bulkhead-clip", "bulkhead-service"}) {
+        std::string const link_temporary = bin_dir + "/." + name + ".new";
+        (void)::unlink(link_temporary.c_str());
+        TRY(check_syscall(::link((bin_dir + "/bulkhead-agent").c_str(), link_temporary.c_str()), "link"));
+        TRY(check_syscall(::rename(link_temporary.c_str(), (bin_dir + "/" + name).c_str()), "rename"));
+    }
+    return {};
+}
+
 sandbox::Limits limits_of(config::Compartment const& settings)
 {
     sandbox::Limits limits;
@@ -179,6 +207,19 @@ Status Broker::open_state(Options const& options)
     m_cgroups = TRY_CTX(sandbox::CgroupRoot::open(m_instance), "cgroups");
     m_seccomp = std::make_unique<sandbox::SeccompProgram>(sandbox::SeccompProgram::prebuilt(sandbox::SeccompProfile::Default));
     m_agent_exe = TRY(open_agent_executable());
+    TRY_CTX(install_commands(m_agent_exe.get(), m_paths.run + "/bin"), "installing the in-compartment commands");
+    m_ask_timeout_ms = options.ask_timeout_ms;
+    m_audit_path = m_paths.state + "/audit.log";
+    m_audit.emplace(TRY_CTX(audit::Log::open(m_audit_path), "opening the audit log " + m_audit_path));
+    // Records removed from the end while no broker ran would otherwise go unnoticed: the chain
+    // continues from the new end. Say so, in the log itself.
+    if (auto head = m_db->audit_head(); head.has_value() && head.value()
+        && (head.value()->first != m_audit->last_seq() || head.value()->second != m_audit->last_hash())) {
+        std::string what = "the audit log ends at seq " + std::to_string(m_audit->last_seq()) + "; the broker wrote up to seq "
+            + std::to_string(head.value()->first) + ": records were removed or changed while no broker ran";
+        log("audit log: " + what);
+        record({.kind = "admin", .caller = "@host", .service = "audit", .verdict = "failed", .detail = what});
+    }
     // Each compartment costs a few descriptors (listener, agent, pidfd): allow many.
     rlimit files {};
     if (::getrlimit(RLIMIT_NOFILE, &files) == 0) {
@@ -273,6 +314,13 @@ void Broker::fill_in_settings()
 
 Status Broker::start_from_configuration(Options const& options)
 {
+    // The policy first: a broker that cannot tell what is allowed does not start.
+    std::string policy_dir = policy_dir_for(options.config_path.empty() ? m_default_config_path : options.config_path);
+    if (options.config_path.empty()) {
+        if (auto remembered = sys::read_file(m_paths.state + "/policy-dir", 4096); remembered.has_value())
+            policy_dir = remembered.value().empty() || ::access(remembered.value().c_str(), F_OK) == 0 ? remembered.value() : policy_dir;
+    }
+    TRY(load_policy(policy_dir));
     auto current = TRY(m_db->current_generation());
     std::string text;
     std::string source;
@@ -357,13 +405,19 @@ Status Broker::serve()
         bool run_in_flight = std::any_of(m_live.begin(), m_live.end(), [](auto const& entry) {
             return std::any_of(entry.second.runs.begin(), entry.second.runs.end(), [](auto const& run) { return !run.second.started; });
         });
-        int count = ::epoll_wait(m_epoll.get(), events, 64, pools_short && !run_in_flight ? 0 : -1);
+        int64_t now = sys::monotonic_ms();
+        expire_asks(now);
+        int timeout = next_timeout_ms(now);
+        if (pools_short && !run_in_flight)
+            timeout = 0;
+        int count = ::epoll_wait(m_epoll.get(), events, 64, timeout);
         if (count < 0 && errno == EINTR)
             continue;
         if (count < 0)
             return Error::from_syscall("epoll_wait", errno);
         if (count == 0) {
-            refill_pools(); // only when idle: requests come first
+            if (pools_short && !run_in_flight)
+                refill_pools(); // only when idle: requests come first
             continue;
         }
         for (int i = 0; i < count; ++i) {
@@ -399,6 +453,9 @@ Status Broker::serve()
                 break;
             case Pid1:
                 on_pid1_exit(watch.name);
+                break;
+            case CallerConnection:
+                on_caller_readable(fd);
                 break;
             }
         }
@@ -483,8 +540,11 @@ void Broker::reply(int client, std::string const& json, std::vector<int> const& 
 {
     if (client < 0 || !m_clients.contains(client))
         return;
-    if (auto sent = sys::send_record(client, json, fds); sent.is_error())
+    if (auto sent = sys::send_record(client, json, fds); sent.is_error()) {
+        // The client would wait for ever: it gets the end of the stream instead.
         log("reply to an admin client: " + sent.error().message());
+        close_client(client);
+    }
 }
 
 void Broker::on_agent_accept(std::string const& name)
@@ -498,10 +558,15 @@ void Broker::on_agent_accept(std::string const& name)
         if (accepted.is_error() || !accepted.value())
             return;
         UniqueFd connection = accepted.release_value();
-        // Identity comes from the kernel: only the compartment's PID 1 is its agent.
+        // Identity comes from the kernel: only the compartment's PID 1 is its agent; any other
+        // process of the compartment is a caller (calls.cpp).
         auto peer = sys::peer_credentials(connection.get());
-        if (peer.is_error() || !live.sandbox || peer.value().pid != live.sandbox->pid()) {
-            log(name + ": refused a connection on its agent socket from a process that is not its PID 1");
+        if (peer.is_error() || !live.sandbox)
+            continue;
+        if (peer.value().pid != live.sandbox->pid()) {
+            on_caller_accepted(live, std::move(connection), peer.value().pid);
+            if (live.listener_paused)
+                return;
             continue;
         }
         if (live.agent) {
@@ -625,6 +690,8 @@ void Broker::on_agent_readable(std::string const& name)
     if (client >= 0)
         m_client_runs[client].erase({name, failed.id});
     live.runs.erase(run);
+    if (client < 0)
+        log(name + ": a service could not start: " + failed.message); // a call's: its caller sees no status
     reply_error(client, "starting the command in " + name + ": " + failed.message, 125);
     if (live.disposable && live.used && live.running == 0 && live.runs.empty())
         stop_compartment(name, "its command could not start");
@@ -669,6 +736,7 @@ Result<Live*> Broker::start_compartment(config::Compartment const& settings, boo
     } undo {this, ipc_dir, name, disposable};
 
     TRY(make_dir(ipc_dir, 0755));
+    TRY(make_dir(ipc_dir + "/bin", 0755)); // mount point of RUN/bin
     UniqueFd listener = TRY_CTX(sys::listen_unix(ipc_dir + "/agent.sock", 0666), "agent socket");
 
     sandbox::Spec spec;
@@ -677,6 +745,7 @@ Result<Live*> Broker::start_compartment(config::Compartment const& settings, boo
     spec.templ.root = templ->kind == config::TemplateKind::Host ? "/" : templ->path;
     spec.host_id_base = id_base;
     spec.binds.push_back({ipc_dir, "/run/bulkhead", sandbox::AccessMode::ReadOnly});
+    spec.binds.push_back({m_paths.run + "/bin", "/run/bulkhead/bin", sandbox::AccessMode::ReadOnly});
     uid_t const user = id_base + sandbox::inside_user_id;
     for (auto const& mount : settings.mounts) {
         std::string source = m_paths.state + "/volumes/" + mount.volume + (mount.path.empty() ? "" : "/" + mount.path);

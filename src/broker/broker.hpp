@@ -10,7 +10,10 @@
 #pragma once
 
 #include "base/result.hpp"
+#include "base/wire.hpp"
+#include "broker/audit.hpp"
 #include "broker/state.hpp"
+#include "policy/policy.hpp"
 #include "config/config.hpp"
 #include "sandbox/compartment.hpp"
 #include "sys/fd.hpp"
@@ -26,10 +29,16 @@
 
 namespace bulkhead::broker {
 
+// The environment of every command and service: nothing of the caller's crosses (DESIGN.md, CLI).
+std::vector<std::string> clean_environment(bool root, std::string const& compartment);
+
+enum WatchKind { AdminListener, AdminClient, RefusedClient, AgentListener, AgentConnection, Pid1, Signals, CallerConnection };
+
 struct Options {
     std::string root;        // empty: the system paths
     std::string config_path; // --config: applied at start when it differs from the current generation
     std::string socket_path; // --socket: the admin socket
+    int ask_timeout_ms = 60000; // an `ask` with no answer by then is a deny (--ask-timeout, for tests)
 };
 
 struct Paths {
@@ -68,6 +77,33 @@ struct Live {
     uint32_t running = 0;   // commands the agent reports running
     std::deque<uint32_t> waiting;         // run ids not yet sent (agent not connected)
     std::map<uint32_t, PendingRun> runs;  // by id
+    // Calls from inside (calls.cpp): open caller connections, and a token bucket, so that one
+    // compartment's flood of calls cannot starve the others or grow the broker.
+    uint32_t callers = 0;
+    bool listener_paused = false;
+    double call_tokens = 0;
+    int64_t call_tokens_at_ms = -1;
+};
+
+// A call from inside a compartment, from its connection until it is answered.
+struct Caller {
+    std::string compartment;
+    sys::UniqueFd fd;
+    pid_t pid = 0;
+    bool answered = false;
+};
+
+// A call that an `ask` rule holds until the administrator answers (or the time runs out).
+struct PendingAsk {
+    uint64_t id = 0;
+    int caller = -1; // caller connection
+    std::string source;
+    wire::Call call;
+    policy::Request request;
+    policy::Decision decision;
+    std::string rule;      // FILE:LINE
+    int64_t asked_at_ms = 0;
+    int64_t deadline_ms = 0;
 };
 
 class Broker {
@@ -117,9 +153,37 @@ private:
     void reply_error(int client, std::string const& message, int exit_code);
     void log(std::string const& message) const;
 
+    // calls (calls.cpp)
+    Status load_policy(std::string const& policy_dir);
+    void remember_policy_dir(std::string const& policy_dir);
+    Result<policy::Policy> read_policy(std::string const& policy_dir) const;
+    void on_caller_accepted(Live& live, sys::UniqueFd connection, pid_t pid);
+    void on_caller_readable(int fd);
+    void close_caller(int fd);
+    void route_call(int fd, wire::Call const& call);
+    void refuse_call(int fd, uint32_t exit_code, std::string const& message);
+    void run_call(int fd, std::string const& source, wire::Call const& call, policy::Request const& request,
+        policy::Params const& params, std::string const& target_override);
+    void clipboard_copy_from(int fd, sys::UniqueFd content);
+    void clipboard_paste_to(int fd, std::string const& target);
+    void deliver_to_caller(int fd, std::string const& target, std::string const& content);
+    policy::Party party_of(std::string const& name) const;
+    std::string policy_dir_for(std::string const& config_source) const;
+    bool take_call_token(Live& live, int64_t now_ms);
+    void pause_listener(Live& live, bool paused);
+    void expire_asks(int64_t now_ms);
+    int next_timeout_ms(int64_t now_ms) const;
+    void record(audit::Record record);
+    void admin_policy_check(int client, std::string const& source, std::string const& target, std::string const& service,
+        std::string const& arg, bool explain);
+    void admin_pending(int client);
+    void admin_answer(int client, bool approve, uint64_t id, std::string const& target);
+    void admin_audit(int client, uint64_t after, uint32_t limit);
+    void admin_audit_verify(int client);
+
     // admin requests
     void admin_ls(int client);
-    void admin_apply(int client, std::string const& op, std::string const& text, std::string const& file);
+    void admin_apply(int client, std::string const& op, std::string const& text, std::string const& file, std::string const& policy_dir);
     void admin_rollback(int client);
     void admin_lifecycle(int client, std::string const& op, std::string const& name);
     void admin_run(int client, std::string const& name, std::string const& disposable_template, bool disposable,
@@ -150,6 +214,17 @@ private:
     std::map<int, std::set<std::pair<std::string, uint32_t>>> m_client_runs; // client -> (compartment, run id)
     std::map<std::string, Live> m_live;
     uint32_t m_next_run_id = 1;
+    std::map<int, Caller> m_callers;     // caller connection -> caller
+    std::map<uint64_t, PendingAsk> m_asks;
+    std::string m_clipboard;             // bulkhead.Clipboard: content (never logged) and its source
+    std::string m_clipboard_source;
+    uint64_t m_next_ask_id = 1;
+    policy::Policy m_policy;
+    std::string m_policy_source;         // the policy.d directory, or "embedded default policy"
+    std::optional<audit::Log> m_audit;
+    std::string m_audit_path;
+    int m_ask_timeout_ms = 60000;
+    bool m_throttled = false;            // some listener is paused until tokens refill
     bool m_stopping = false;
 };
 

@@ -230,4 +230,25 @@ Result<uint64_t> StateDb::next_disposable_number()
     return static_cast<uint64_t>(statement.integer(0));
 }
 
+Status StateDb::set_audit_head(uint64_t seq, std::string const& hash)
+{
+    // "h:" keeps an all-digit hash a text (the column has integer affinity).
+    Statement statement(m_db, "INSERT INTO meta(key, value) VALUES('audit_head', ?1) ON CONFLICT(key) DO UPDATE SET value = ?1");
+    statement.bind(1, "h:" + std::to_string(seq) + ":" + hash);
+    TRY(statement.step());
+    return {};
+}
+
+Result<std::optional<std::pair<uint64_t, std::string>>> StateDb::audit_head()
+{
+    Statement statement(m_db, "SELECT value FROM meta WHERE key = 'audit_head'");
+    if (!TRY(statement.step()))
+        return std::optional<std::pair<uint64_t, std::string>>();
+    std::string value = statement.text(0);
+    auto colon = value.find(':', 2);
+    if (!value.starts_with("h:") || colon == std::string::npos)
+        return Error::from_message("state database: a malformed audit head");
+    return std::optional<std::pair<uint64_t, std::string>>(std::make_pair(std::stoull(value.substr(2, colon - 2)), value.substr(colon + 1)));
+}
+
 } // namespace bulkhead::broker

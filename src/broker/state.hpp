@@ -55,6 +55,11 @@ public:
     // The next disposable number (disp-N), persistent so that names are not reused soon.
     Result<uint64_t> next_disposable_number();
 
+    // The audit log's last record as the broker wrote it, so that records cut off the end of the
+    // log are found by `audit verify` even across broker restarts.
+    Status set_audit_head(uint64_t seq, std::string const& hash);
+    Result<std::optional<std::pair<uint64_t, std::string>>> audit_head();
+
 private:
     StateDb() = default;
     Status exec(char const* sql);

@@ -9,6 +9,7 @@
 #include "sys/socket.hpp"
 #include "sys/syscalls.hpp"
 
+#include <climits>
 #include <cstdio>
 #include <cstdlib>
 #include <unistd.h>
@@ -147,6 +148,20 @@ Result<Reply> receive_reply(int broker, size_t max_fds)
     return reply;
 }
 
+Result<json> call_broker(std::string const& socket_path, json const& request)
+{
+    auto broker = TRY(connect_broker(socket_path));
+    auto sent = send_request(broker.get(), request);
+    auto reply = receive_reply(broker.get(), 0);
+    if (sent.is_error() && (reply.is_error() || reply.value().closed))
+        return Error::from_message("sending to the broker: " + sent.error().message());
+    if (reply.is_error())
+        return reply.release_error();
+    if (reply.value().closed)
+        return Error::from_message("the broker closed the connection");
+    return std::move(reply.value().body);
+}
+
 int report_failure(json const& body)
 {
     std::string message = body.contains("error") && body["error"].is_string() ? body["error"].get<std::string>() : "failed";
@@ -166,9 +181,17 @@ int daemon_command(std::vector<std::string> args)
     take_option(args, "config", options.config_path, error);
     take_option(args, "root", options.root, error);
     take_option(args, "socket", options.socket_path, error);
+    std::string ask_timeout;
+    if (take_option(args, "ask-timeout", ask_timeout, error)) {
+        auto seconds = parse_uint(ask_timeout);
+        if (seconds.is_error() || seconds.value() == 0 || seconds.value() > 86400)
+            error = "--ask-timeout: '" + ask_timeout + "' is not a number of seconds (1 to 86400)";
+        else
+            options.ask_timeout_ms = static_cast<int>(seconds.value() * 1000);
+    }
     if (!error.empty() || !args.empty()) {
         print_error(error.empty() ? "daemon: unexpected argument '" + args.front() + "'" : error);
-        std::fputs("usage: bulkhead daemon [--config FILE] [--root DIR] [--socket PATH]\n", stderr);
+        std::fputs("usage: bulkhead daemon [--config FILE] [--root DIR] [--socket PATH] [--ask-timeout SECONDS]\n", stderr);
         return exit_usage;
     }
     if (::geteuid() != 0) {
@@ -187,6 +210,10 @@ int daemon_command(std::vector<std::string> args)
             std::fprintf(stderr, "%s\n", diagnostic.format().c_str());
         if (!parsed.config)
             return exit_usage;
+        // Absolute from here on: the policy is found beside it (policy.d).
+        char resolved[PATH_MAX];
+        if (options.config_path.front() != '/' && ::realpath(options.config_path.c_str(), resolved) != nullptr)
+            options.config_path = resolved;
     }
     auto broker = broker::Broker::create(options);
     if (broker.is_error()) {
@@ -235,6 +262,12 @@ int admin_command(std::string const& command, std::vector<std::string> args)
             }
             request["config"] = text.value();
             request["file"] = args.front();
+            // The policy is policy.d beside the file (the broker falls back to its embedded default).
+            char resolved[PATH_MAX];
+            if (::realpath(args.front().c_str(), resolved) != nullptr) {
+                std::string path = resolved;
+                request["policy_dir"] = path.substr(0, path.rfind('/')) + "/policy.d";
+            }
         }
     } else if (command == "rollback") {
         if (!args.empty()) {

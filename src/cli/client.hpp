@@ -26,11 +26,16 @@ struct Reply {
 Status send_request(int broker, nlohmann::json const& request, std::span<int const> fds = {});
 Result<Reply> receive_reply(int broker, size_t max_fds = 1);
 
+// One request, one reply (no descriptors): the reply's body, whatever its "ok".
+Result<nlohmann::json> call_broker(std::string const& socket_path, nlohmann::json const& request);
+
 // Prints a failed reply's error and returns its exit code (125 when it names none).
 int report_failure(nlohmann::json const& body);
 
 int daemon_command(std::vector<std::string> args);
 int admin_command(std::string const& command, std::vector<std::string> args);
 int run_command(std::string const& command, std::vector<std::string> args);
+// policy check|lint, pending, approve, deny, audit [verify] (policy_command.cpp)
+int policy_command(std::string const& command, std::vector<std::string> args);
 
 } // namespace bulkhead::cli

@@ -14,7 +14,8 @@ constexpr char const* usage_text
     = "usage: bulkhead COMMAND [ARGS...]\n"
       "\n"
       "commands available in this version:\n"
-      "  daemon [--config FILE] [--root DIR] [--socket PATH]   run the broker in the foreground\n"
+      "  daemon [--config FILE] [--root DIR] [--socket PATH] [--ask-timeout SECONDS]\n"
+      "                                      run the broker in the foreground\n"
       "  apply [FILE]                        validate, then make the running system match FILE\n"
       "  plan [FILE]                         show what apply would change; change nothing\n"
       "  rollback                            return to the previously applied generation\n"
@@ -23,6 +24,11 @@ constexpr char const* usage_text
       "  run [--tty] [--user USER] NAME -- CMD [ARG...]\n"
       "  run [--tty] --disposable [TEMPLATE] -- CMD [ARG...]\n"
       "  shell NAME                          interactive shell (pty)\n"
+      "  policy check [--explain] SOURCE TARGET SERVICE[+ARG]   what the policy decides, and why\n"
+      "  policy lint [DIR]                   check a policy directory (default /etc/bulkhead/policy.d)\n"
+      "  pending [--json] | approve ID [--target NAME] | deny ID   answer calls held by `ask` rules\n"
+      "  audit [--follow] [--json] | audit verify   the audit log, and a check of its hash chain\n"
+      "  copy SRC:PATH... DST                files from compartment SRC to DST:~/Incoming/SRC/ (policy-checked)\n"
       "  sandbox [OPTIONS] -- CMD [ARG...]   run CMD in a new compartment built directly by the engine\n"
       "                                      (no broker); `bulkhead sandbox --help` lists the options\n"
       "  demo                                two compartments that cannot see each other\n"
@@ -74,6 +80,10 @@ int main(int argc, char** argv)
     for (char const* admin : {"apply", "plan", "rollback", "ls", "start", "stop", "restart"}) {
         if (command == admin)
             return bulkhead::cli::admin_command(std::string(command), std::move(words));
+    }
+    for (char const* policy : {"policy", "pending", "approve", "deny", "audit", "copy"}) {
+        if (command == policy)
+            return bulkhead::cli::policy_command(std::string(command), std::move(words));
     }
     if (command == "run" || command == "shell")
         return bulkhead::cli::run_command(std::string(command), std::move(words));

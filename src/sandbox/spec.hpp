@@ -43,7 +43,7 @@ struct Limits {
     uint64_t pids = 0;         // 0 = no limit
     uint32_t cpu_millis = 0;   // 1000 = one CPU; 0 = no limit
     uint64_t tmp_bytes = 64ULL << 20;   // size of /tmp, /run, /dev/shm tmpfs each
-    uint64_t open_files = 1024;         // RLIMIT_NOFILE
+    uint64_t open_files = 8192;         // RLIMIT_NOFILE (the agent holds a descriptor per running command)
 };
 
 enum class RunAs { User, Root };

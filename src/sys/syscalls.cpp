@@ -1,10 +1,13 @@
 #include "sys/syscalls.hpp"
 
+#include <ctime>
+
 #include <cstring>
 #include <dirent.h>
 #include <fcntl.h>
 #include <linux/openat2.h>
 #include <linux/sched.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -286,6 +289,48 @@ Status pivot_root_here()
     // The old root now sits on top of the new one at "."; detach it so nothing of the host stays reachable.
     TRY(check_syscall(::umount2(".", MNT_DETACH), "umount2 old root"));
     return check_syscall(::chdir("/"), "chdir /");
+}
+
+int64_t monotonic_ms()
+{
+    timespec now {};
+    ::clock_gettime(CLOCK_MONOTONIC, &now);
+    return static_cast<int64_t>(now.tv_sec) * 1000 + now.tv_nsec / 1000000;
+}
+
+Result<std::vector<std::string>> list_directory(std::string const& dir)
+{
+    DIR* handle = ::opendir(dir.c_str());
+    if (handle == nullptr)
+        return Error::from_syscall("opendir", dir, errno);
+    std::vector<std::string> names;
+    while (dirent* entry = ::readdir(handle)) {
+        std::string name = entry->d_name;
+        if (name != "." && name != "..")
+            names.push_back(name);
+    }
+    ::closedir(handle);
+    return names;
+}
+
+Result<UniqueFd> sealed_memfd(char const* name, std::string_view content)
+{
+    UniqueFd fd(::memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING));
+    if (!fd)
+        return Error::from_syscall("memfd_create", errno);
+    while (!content.empty()) {
+        ssize_t n = ::write(fd.get(), content.data(), content.size());
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return Error::from_syscall("write", "memfd", n < 0 ? errno : EIO);
+        content.remove_prefix(static_cast<size_t>(n));
+    }
+    if (::lseek(fd.get(), 0, SEEK_SET) < 0)
+        return Error::from_syscall("lseek", errno);
+    if (::fcntl(fd.get(), F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) < 0)
+        return Error::from_syscall("fcntl(F_ADD_SEALS)", errno);
+    return fd;
 }
 
 } // namespace bulkhead::sys

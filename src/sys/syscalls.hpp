@@ -11,6 +11,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 #include <sys/types.h>
 
 namespace bulkhead::sys {
@@ -27,8 +28,16 @@ Status write_file_beneath(int dirfd, std::string_view path, std::string_view con
 // Writes `content` to an existing file (e.g. under /proc or /sys) in one write().
 Status write_file(std::string_view path, std::string_view content);
 Result<std::string> read_file(std::string_view path, size_t limit = 1 << 20);
+// The names in `dir`, without "." and "..", in no particular order.
+Result<std::vector<std::string>> list_directory(std::string const& dir);
+// A memfd holding `content`, sealed against any change (write, grow, shrink, further seals).
+Result<UniqueFd> sealed_memfd(char const* name, std::string_view content);
 // Removes a directory tree without following links (used for scratch directories we created).
 Status remove_tree(std::string_view path);
+
+// ---- time ----
+// CLOCK_MONOTONIC in milliseconds: for deadlines and rates, never for dates.
+int64_t monotonic_ms();
 
 // ---- processes ----
 struct Clone3Args {

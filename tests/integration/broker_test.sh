@@ -6,8 +6,6 @@
 set -u
 BULKHEAD=$(realpath "${1:?usage: broker_test.sh PATH/TO/bulkhead PATH/TO/bulkhead_escape_probe}")
 PROBE=$(realpath "${2:?usage: broker_test.sh PATH/TO/bulkhead PATH/TO/bulkhead_escape_probe}")
-passed=0
-failed=0
 ROOT=$(mktemp -d /tmp/bulkhead-broker-test-XXXXXX)
 LOG=$ROOT/daemon.log
 DAEMON=
@@ -25,26 +23,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-pass() { echo "ok   $1"; passed=$((passed + 1)); }
-fail() { echo "FAIL $1"; failed=$((failed + 1)); }
-
-check() { # NAME EXPECTED_CODE EXPECTED_OUTPUT_SUBSTRING -- COMMAND...
-    local name=$1 want=$2 needle=$3
-    shift 4
-    local out err code
-    out=$("$@" 2>"$ROOT/stderr")
-    code=$?
-    err=$(cat "$ROOT/stderr")
-    if [[ $code -ne $want ]]; then
-        fail "$name: exit $code, wanted $want; stdout: $out; stderr: $err"
-        return
-    fi
-    if [[ -n $needle && $err != *"$needle"* && $out != *"$needle"* ]]; then
-        fail "$name: output does not mention '$needle'; stdout: $out; stderr: $err"
-        return
-    fi
-    pass "$name"
-}
+# shellcheck source=tests/integration/lib.bash
+source "$(dirname "$0")/lib.bash"
 
 start_daemon() {
     "$BULKHEAD" daemon --root "$ROOT" "$@" >>"$LOG" 2>&1 &
@@ -55,10 +35,6 @@ start_daemon() {
     done
     echo "the daemon did not come up:"; cat "$LOG"
     exit 1
-}
-
-json_field() { # NAME FIELD: a field of one compartment in ls --json
-    "$BULKHEAD" ls --json | python3 -c "import json,sys; print(next((c.get('$2') for c in json.load(sys.stdin)['compartments'] if c['name'] == '$1'), 'absent'))"
 }
 
 B=$BULKHEAD

@@ -491,3 +491,58 @@ TEST(WireRejects, MessagesOfTheOtherSide)
         expect_broker_rejected(record, "unknown message type", "agent record on the broker side");
     }
 }
+
+// ---- calls: from any process of a compartment, as hostile as its agent ----
+
+TEST(WireCall, RoundTrip)
+{
+    Call call {"vault", "my.GpgSign", "work"};
+    auto decoded = decode_call(encode(call));
+    ASSERT_TRUE(decoded.has_value()) << decoded.error().message();
+    EXPECT_EQ(decoded.value().target, "vault");
+    EXPECT_EQ(decoded.value().service, "my.GpgSign");
+    EXPECT_EQ(decoded.value().arg, "work");
+}
+
+TEST(WireCall, EmptyTargetAndArgAreAllowed)
+{
+    auto decoded = decode_call(encode(Call {"", "bulkhead.Filecopy", ""}));
+    ASSERT_TRUE(decoded.has_value()) << decoded.error().message();
+    EXPECT_EQ(decoded.value().target, "");
+}
+
+TEST(WireCall, RefusesMalformedCalls)
+{
+    std::string const long_field(max_call_field + 1, 'a');
+    std::vector<std::pair<char const*, std::vector<uint8_t>>> cases = {
+        {"not a call", Record(MessageType::Hello).u32(protocol_version).u32(0).bytes()},
+        {"empty service", Record(MessageType::Call).string("vault").string("").string("").bytes()},
+        {"long target", Record(MessageType::Call).string(long_field).string("s").string("").bytes()},
+        {"space", Record(MessageType::Call).string("va ult").string("s").string("").bytes()},
+        {"newline", Record(MessageType::Call).string("vault").string("s\n").string("").bytes()},
+        {"NUL", Record(MessageType::Call).string(std::string("v\0x", 3)).string("s").string("").bytes()},
+        {"high byte", Record(MessageType::Call).string("vault").string("s").string("\xc3\xa9").bytes()},
+        {"trailing", Record(MessageType::Call).string("vault").string("s").string("").raw("x").bytes()},
+        {"short", Record(MessageType::Call).string("vault").string("s").bytes()},
+        {"length past end", Record(MessageType::Call).u32(40).raw("abc").bytes()},
+        {"empty", {}},
+    };
+    for (auto const& [what, bytes] : cases)
+        EXPECT_TRUE(decode_call(bytes).is_error()) << what;
+    std::vector<uint8_t> oversize(max_caller_record + 1, 0);
+    oversize[0] = static_cast<uint8_t>(MessageType::Call);
+    EXPECT_TRUE(decode_call(oversize).is_error());
+}
+
+TEST(WireCall, RepliesRoundTrip)
+{
+    auto connected = decode_call_reply(encode(CallReply(CallConnected {"disp-4"})));
+    ASSERT_TRUE(connected.has_value()) << connected.error().message();
+    EXPECT_EQ(std::get<CallConnected>(connected.value()).target, "disp-4");
+    auto refused = decode_call_reply(encode(CallReply(CallRefused {126, "denied by policy (a.policy:3)"})));
+    ASSERT_TRUE(refused.has_value()) << refused.error().message();
+    EXPECT_EQ(std::get<CallRefused>(refused.value()).exit_code, 126U);
+    EXPECT_EQ(std::get<CallRefused>(refused.value()).message, "denied by policy (a.policy:3)");
+    EXPECT_TRUE(decode_call_reply(Record(MessageType::CallRefused).u32(300).string("x").bytes()).is_error());
+    EXPECT_TRUE(decode_call_reply(Record(MessageType::Exec).bytes()).is_error());
+}

@@ -1,0 +1,514 @@
+// The call router: the one place where anything crosses between compartments.
+//
+// A process inside compartment SOURCE connects to /run/bulkhead/agent.sock (its compartment's own
+// socket, so the socket is the caller's identity) and sends one wire::Call. The broker decides with
+// the policy (default deny), records the decision in the audit log, starts the target if needed,
+// asks the target's agent to run the service with one end of a fresh socketpair as its stdin and
+// stdout, and hands the other end to the caller: the data then flows between the two compartments
+// through the kernel, never through the broker. An `ask` rule parks the call until the
+// administrator answers (`bulkhead approve|deny`) or the time runs out (deny).
+//
+// Floods are bounded per compartment: at most max_callers_per_compartment open caller connections
+// (further connections wait in the kernel's backlog, the listener is paused) and a token bucket of
+// calls per second, so that one compartment cannot starve the others or grow the broker.
+#include "broker/broker.hpp"
+
+#include "sys/socket.hpp"
+#include "sys/syscalls.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <fcntl.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace bulkhead::broker {
+
+namespace {
+
+using sys::UniqueFd;
+
+constexpr uint32_t max_callers_per_compartment = 32;
+constexpr size_t max_clipboard_bytes = 1 << 20;
+constexpr char const* clipboard_service = "bulkhead.Clipboard";
+constexpr size_t max_asks_per_compartment = 16;
+constexpr double call_rate_per_second = 500;
+constexpr double call_burst = 200;
+// Where a service's executable is looked for inside the target, first to last (DESIGN.md).
+constexpr char const* service_runner = "/run/bulkhead/bin/bulkhead-service";
+
+policy::TargetKind target_kind_of(std::string const& target, std::string& templ)
+{
+    if (target.empty() || target == "@default")
+        return policy::TargetKind::Default;
+    for (auto const* prefix : {"@disposable", "@dispvm"}) {
+        std::string_view text = target;
+        if (!text.starts_with(prefix))
+            continue;
+        text.remove_prefix(std::string_view(prefix).size());
+        if (text.empty())
+            return policy::TargetKind::NewDisposable;
+        if (text.front() == ':') {
+            templ = std::string(text.substr(1));
+            return policy::TargetKind::NewDisposable;
+        }
+    }
+    if (target == "@host" || target == "@adminvm")
+        return policy::TargetKind::Host;
+    return policy::TargetKind::Compartment;
+}
+
+} // namespace
+
+// ---- policy ----
+
+Result<policy::Policy> Broker::read_policy(std::string const& policy_dir) const
+{
+    if (policy_dir.empty())
+        return policy::parse(policy::default_policy_text(), "embedded default policy", {});
+    policy::Reader reader;
+    reader.read_file = [](std::string const& path) { return sys::read_file(path, 16 << 20); };
+    reader.list_dir = [](std::string const& dir) { return sys::list_directory(dir); };
+    return policy::parse_dir(policy_dir, reader);
+}
+
+// policy.d beside an absolute configuration path; "" (the embedded default policy) otherwise.
+std::string Broker::policy_dir_for(std::string const& config_source) const
+{
+    if (config_source.empty() || config_source.front() != '/')
+        return {};
+    std::string dir = config_source.substr(0, config_source.rfind('/')) + "/policy.d";
+    return ::access(dir.c_str(), F_OK) == 0 ? dir : std::string();
+}
+
+void Broker::remember_policy_dir(std::string const& policy_dir)
+{
+    auto state = sys::open_path(m_paths.state, O_DIRECTORY | O_RDONLY);
+    if (state.is_error())
+        return log("remembering the policy directory: " + state.error().message());
+    if (auto written = sys::write_file_beneath(state.value().get(), "policy-dir", policy_dir, 0600); written.is_error())
+        log("remembering the policy directory: " + written.error().message());
+}
+
+Status Broker::load_policy(std::string const& policy_dir)
+{
+    m_policy = TRY_CTX(read_policy(policy_dir), "the policy is invalid");
+    m_policy_source = policy_dir.empty() ? "embedded default policy" : policy_dir;
+    // Remembered, so that the next broker loads the same policy whatever path `apply` was given.
+    remember_policy_dir(policy_dir);
+    log("policy: " + std::to_string(m_policy.rules.size()) + " rules from " + m_policy_source);
+    return {};
+}
+
+policy::Party Broker::party_of(std::string const& name) const
+{
+    policy::Party party;
+    party.name = name;
+    auto live = m_live.find(name);
+    if (live != m_live.end()) {
+        party.tags = live->second.settings.tags;
+        party.disposable = live->second.disposable;
+        party.template_name = live->second.template_name;
+        return party;
+    }
+    if (auto const* settings = m_config.find_compartment(name))
+        party.tags = settings->tags;
+    return party;
+}
+
+void Broker::record(audit::Record entry)
+{
+    if (!m_audit)
+        return;
+    if (auto appended = m_audit->append(entry); appended.is_error()) {
+        log("audit log: " + appended.error().message());
+        return;
+    }
+    if (auto stored = m_db->set_audit_head(m_audit->last_seq(), m_audit->last_hash()); stored.is_error())
+        log("audit log: " + stored.error().message());
+}
+
+// ---- caller connections ----
+
+void Broker::on_caller_accepted(Live& live, UniqueFd connection, pid_t pid)
+{
+    int fd = connection.get();
+    m_callers.emplace(fd, Caller {live.name, std::move(connection), pid, false});
+    watch(fd, live.name, static_cast<int>(CallerConnection));
+    ++live.callers;
+    if (live.callers >= max_callers_per_compartment)
+        pause_listener(live, true);
+}
+
+void Broker::pause_listener(Live& live, bool paused)
+{
+    if (live.listener_paused == paused || !live.listener)
+        return;
+    epoll_event event {};
+    event.events = paused ? 0U : static_cast<uint32_t>(EPOLLIN);
+    event.data.fd = live.listener.get();
+    (void)::epoll_ctl(m_epoll.get(), EPOLL_CTL_MOD, live.listener.get(), &event);
+    live.listener_paused = paused;
+}
+
+void Broker::close_caller(int fd)
+{
+    auto found = m_callers.find(fd);
+    if (found == m_callers.end())
+        return;
+    for (auto it = m_asks.begin(); it != m_asks.end();) {
+        if (it->second.caller == fd)
+            it = m_asks.erase(it);
+        else
+            ++it;
+    }
+    auto live = m_live.find(found->second.compartment);
+    unwatch(fd);
+    m_callers.erase(found);
+    if (live == m_live.end())
+        return;
+    if (live->second.callers > 0)
+        --live->second.callers;
+    if (live->second.callers < max_callers_per_compartment && live->second.call_tokens >= 1)
+        pause_listener(live->second, false); // (a throttled bucket is resumed by expire_asks)
+}
+
+void Broker::refuse_call(int fd, uint32_t exit_code, std::string const& message)
+{
+    auto bytes = wire::encode(wire::CallReply(wire::CallRefused {exit_code, message}));
+    (void)sys::send_record(fd, bytes);
+    close_caller(fd);
+}
+
+// Refills the bucket and takes one token. The bucket may go below zero by the calls already
+// accepted (at most max_callers_per_compartment); the listener stays paused until it is back at 1.
+bool Broker::take_call_token(Live& live, int64_t now_ms)
+{
+    if (live.call_tokens_at_ms < 0) {
+        live.call_tokens = call_burst;
+        live.call_tokens_at_ms = now_ms;
+    }
+    live.call_tokens = std::min(call_burst, live.call_tokens + (now_ms - live.call_tokens_at_ms) * call_rate_per_second / 1000.0);
+    live.call_tokens_at_ms = now_ms;
+    live.call_tokens -= 1;
+    return live.call_tokens >= 1;
+}
+
+void Broker::on_caller_readable(int fd)
+{
+    auto found = m_callers.find(fd);
+    if (found == m_callers.end())
+        return;
+    Caller& caller = found->second;
+    auto received = sys::receive_record(fd, wire::max_caller_record, 1); // a clipboard copy carries its content
+    if (received.is_error()) {
+        if (received.error().code() == EAGAIN)
+            return;
+        log(caller.compartment + ": a caller (pid " + std::to_string(caller.pid) + ") sent a bad record (" + received.error().message() + "): disconnected");
+        return close_caller(fd);
+    }
+    if (received.value().end_of_stream || caller.answered)
+        return close_caller(fd);
+    auto call = wire::decode_call(received.value().bytes);
+    if (call.is_error()) {
+        log(caller.compartment + ": a caller (pid " + std::to_string(caller.pid) + ") sent a record that is not a call (" + call.error().message() + "): disconnected");
+        return close_caller(fd);
+    }
+    caller.answered = true;
+    auto live = m_live.find(caller.compartment);
+    if (live == m_live.end())
+        return close_caller(fd);
+    // Over its rate: this call is served, new connections wait in the kernel's backlog until the
+    // bucket refills (expire_asks resumes the listener).
+    if (!take_call_token(live->second, sys::monotonic_ms())) {
+        pause_listener(live->second, true);
+        m_throttled = true;
+    }
+    auto& fds = received.value().fds;
+    bool clipboard_copy = call.value().service == clipboard_service && call.value().arg == "copy";
+    if (fds.size() != (clipboard_copy ? 1U : 0U)) {
+        log(caller.compartment + ": a caller (pid " + std::to_string(caller.pid) + ") sent descriptors it should not: disconnected");
+        return close_caller(fd);
+    }
+    if (clipboard_copy)
+        return clipboard_copy_from(fd, std::move(fds.front()));
+    route_call(fd, call.value());
+}
+
+// ---- the clipboard (bulkhead.Clipboard): held by the broker, never logged ----
+
+// `bulkhead-clip copy`: the content arrives in a sealed memfd, so that reading it can neither block
+// nor change under the broker's feet; it replaces the clipboard, with its source.
+void Broker::clipboard_copy_from(int fd, UniqueFd content)
+{
+    std::string const source = m_callers.at(fd).compartment;
+    int seals = ::fcntl(content.get(), F_GET_SEALS);
+    int const wanted = F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE;
+    struct stat info {};
+    if (seals < 0 || (seals & wanted) != wanted || ::fstat(content.get(), &info) < 0 || !S_ISREG(info.st_mode))
+        return refuse_call(fd, 2, "the clipboard's content must come in a sealed memfd");
+    if (info.st_size > static_cast<off_t>(max_clipboard_bytes))
+        return refuse_call(fd, 2, "the clipboard holds at most " + std::to_string(max_clipboard_bytes) + " bytes");
+    std::string data(static_cast<size_t>(info.st_size), '\0');
+    if (::pread(content.get(), data.data(), data.size(), 0) != static_cast<ssize_t>(data.size()))
+        return refuse_call(fd, 125, "reading the clipboard's content failed");
+    m_clipboard = std::move(data);
+    m_clipboard_source = source;
+    record({.kind = "call", .caller = source, .target = "@clipboard", .service = clipboard_service, .arg = "copy", .verdict = "ok",
+        .detail = std::to_string(m_clipboard.size()) + " bytes"});
+    deliver_to_caller(fd, "@clipboard", {});
+}
+
+// Answers an allowed call the broker serves itself: `content` (possibly empty) as the stream,
+// nothing on stderr, exit status 0.
+void Broker::deliver_to_caller(int fd, std::string const& target, std::string const& content)
+{
+    auto stream = sys::sealed_memfd("bulkhead-clipboard", content);
+    int errors[2], status[2];
+    if (stream.is_error() || ::pipe2(errors, O_CLOEXEC) < 0)
+        return refuse_call(fd, 125, "making the clipboard's stream failed");
+    UniqueFd errors_read(errors[0]);
+    ::close(errors[1]);
+    if (::pipe2(status, O_CLOEXEC) < 0)
+        return refuse_call(fd, 125, "pipe: " + std::string(std::strerror(errno)));
+    UniqueFd status_read(status[0]);
+    (void)::write(status[1], "status 0\n", 9);
+    ::close(status[1]);
+    auto reply = wire::encode(wire::CallReply(wire::CallConnected {target}));
+    int pass[] = {stream.value().get(), errors_read.get(), status_read.get()};
+    (void)sys::send_record(fd, reply, pass);
+    close_caller(fd);
+}
+
+void Broker::route_call(int fd, wire::Call const& call_in)
+{
+    std::string const caller = m_callers.at(fd).compartment;
+    std::string source = caller;
+    wire::Call call = call_in;
+    if (call.service == clipboard_service) {
+        if (call.arg != "paste")
+            return refuse_call(fd, 2, "bulkhead.Clipboard takes 'copy' or 'paste'");
+        if (m_clipboard_source.empty())
+            return refuse_call(fd, 1, "the clipboard is empty");
+        // Pasting is a crossing from the compartment the content came from to the caller.
+        source = m_clipboard_source;
+        call.target = caller;
+    }
+    policy::Request request;
+    request.service = call.service;
+    request.arg = call.arg;
+    request.source = party_of(source);
+    std::string templ;
+    request.target_kind = target_kind_of(call.target, templ);
+    audit::Record entry;
+    entry.kind = "call";
+    entry.caller = source;
+    entry.target = call.target.empty() ? "@default" : call.target;
+    entry.service = call.service;
+    entry.arg = call.arg;
+
+    if (request.target_kind == policy::TargetKind::NewDisposable) {
+        request.disposable_template = templ.empty() ? m_config.default_disposable : templ;
+        auto const* settings = m_config.find_compartment(request.disposable_template);
+        if (request.disposable_template.empty() || settings == nullptr || !settings->disposable_template) {
+            entry.verdict = "deny";
+            entry.detail = "no such disposable template";
+            record(entry);
+            return refuse_call(fd, 126, "denied: '" + call.target + "' names no disposable template");
+        }
+    } else if (request.target_kind == policy::TargetKind::Compartment) {
+        if (m_config.find_compartment(call.target) == nullptr && !m_live.contains(call.target)) {
+            entry.verdict = "deny";
+            entry.detail = "no such compartment";
+            record(entry);
+            return refuse_call(fd, 126, "denied: no compartment named '" + call.target + "'");
+        }
+        request.target = party_of(call.target);
+    } else if (request.target_kind == policy::TargetKind::Host) {
+        request.target.host = true;
+    }
+
+    auto decision = policy::evaluate(m_policy, request);
+    std::string const where = policy::decision_where(m_policy, decision);
+    entry.verdict = std::string(policy::action_name(decision.action));
+    entry.rule = where;
+    record(entry);
+    if (decision.action == policy::Action::Deny)
+        return refuse_call(fd, 126, "denied by policy (" + where + ")");
+    if (decision.action == policy::Action::Ask) {
+        size_t waiting = std::count_if(m_asks.begin(), m_asks.end(), [&](auto const& ask) { return m_callers.contains(ask.second.caller) && m_callers.at(ask.second.caller).compartment == caller; });
+        if (waiting >= max_asks_per_compartment)
+            return refuse_call(fd, 125, "too many calls of " + caller + " wait for an answer");
+        PendingAsk ask;
+        ask.id = m_next_ask_id++;
+        ask.caller = fd;
+        ask.source = source;
+        ask.call = call;
+        ask.request = request;
+        ask.decision = decision;
+        ask.rule = where;
+        ask.asked_at_ms = sys::monotonic_ms();
+        ask.deadline_ms = ask.asked_at_ms + m_ask_timeout_ms;
+        log("ask " + std::to_string(ask.id) + ": " + source + " -> " + entry.target + " " + call.service
+            + (call.arg.empty() ? "" : "+" + call.arg) + " (" + where + "): bulkhead approve|deny " + std::to_string(ask.id));
+        m_asks.emplace(ask.id, std::move(ask));
+        return;
+    }
+    if (decision.params.notify.value_or(false))
+        log("notify: " + source + " -> " + entry.target + " " + call.service + " allowed (" + where + ")");
+    run_call(fd, source, call, request, decision.params, {});
+}
+
+// `bulkhead-clip paste` is the call CLIPBOARD-SOURCE -> the pasting compartment.
+void Broker::clipboard_paste_to(int fd, std::string const& target)
+{
+    // Whoever allowed it (policy or administrator): the content goes, and the clipboard is emptied.
+    std::string content = std::move(m_clipboard);
+    m_clipboard.clear();
+    m_clipboard_source.clear();
+    deliver_to_caller(fd, target, content);
+}
+
+void Broker::run_call(int fd, std::string const& source, wire::Call const& call, policy::Request const& request,
+    policy::Params const& params, std::string const& target_override)
+{
+    if (call.service == clipboard_service)
+        return clipboard_paste_to(fd, call.target);
+    // Where the service runs: the administrator's choice, the rule's redirect, or what was asked for.
+    std::string target_text = !target_override.empty() ? target_override : params.target.value_or(call.target);
+    std::string templ = request.disposable_template;
+    policy::TargetKind kind = target_kind_of(target_text, templ);
+    if (kind == policy::TargetKind::Default)
+        return refuse_call(fd, 125, "the call names no target and the policy gives none (target=NAME)");
+    if (kind == policy::TargetKind::Host)
+        return refuse_call(fd, 125, "the host runs no services");
+    std::string run_as = params.user.value_or("user");
+    if (run_as != "user" && run_as != "root")
+        return refuse_call(fd, 125, "the policy runs the service as '" + run_as + "': a compartment has 'user' and 'root'");
+
+    Live* live = nullptr;
+    if (kind == policy::TargetKind::NewDisposable) {
+        if (templ.empty())
+            templ = m_config.default_disposable;
+        auto const* settings = m_config.find_compartment(templ);
+        if (settings == nullptr || !settings->disposable_template)
+            return refuse_call(fd, 125, "'" + templ + "' is not a disposable template");
+        for (auto& [name, candidate] : m_live) {
+            if (candidate.pooled && candidate.template_name == templ && (live == nullptr || candidate.agent_ready))
+                live = &candidate;
+        }
+        if (live == nullptr) {
+            auto made = make_disposable(templ, false);
+            if (made.is_error())
+                return refuse_call(fd, 125, "starting a disposable of " + templ + ": " + made.error().message());
+            live = made.value();
+        }
+        live->pooled = false;
+        live->used = true;
+    } else {
+        if (target_text == source && !m_live.contains(target_text))
+            return refuse_call(fd, 125, "the caller is not running");
+        auto found = m_live.find(target_text);
+        if (found != m_live.end()) {
+            live = &found->second;
+        } else {
+            if (m_config.find_compartment(target_text) == nullptr)
+                return refuse_call(fd, 125, "no compartment named '" + target_text + "'");
+            if (!params.autostart.value_or(true))
+                return refuse_call(fd, 125, target_text + " is not running and the policy does not start it (autostart=no)");
+            auto started = start_persistent(target_text);
+            if (started.is_error())
+                return refuse_call(fd, 125, "starting " + target_text + ": " + started.error().message());
+            live = started.value();
+        }
+    }
+
+    int pair[2];
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) < 0)
+        return refuse_call(fd, 125, "socketpair: " + std::string(std::strerror(errno)));
+    UniqueFd caller_end(pair[0]), service_end(pair[1]);
+    int errors[2], status[2];
+    if (::pipe2(errors, O_CLOEXEC) < 0)
+        return refuse_call(fd, 125, "pipe: " + std::string(std::strerror(errno)));
+    UniqueFd errors_read(errors[0]), errors_write(errors[1]);
+    if (::pipe2(status, O_CLOEXEC) < 0)
+        return refuse_call(fd, 125, "pipe: " + std::string(std::strerror(errno)));
+    UniqueFd status_read(status[0]), status_write(status[1]);
+    UniqueFd service_out(::fcntl(service_end.get(), F_DUPFD_CLOEXEC, 3));
+    if (!service_out)
+        return refuse_call(fd, 125, "dup: " + std::string(std::strerror(errno)));
+
+    wire::Exec exec;
+    exec.id = m_next_run_id++;
+    exec.run_as = run_as == "root" ? wire::RunAs::Root : wire::RunAs::User;
+    exec.argv = {service_runner, call.service, call.arg};
+    bool root = exec.run_as == wire::RunAs::Root;
+    exec.env = clean_environment(root, live->name);
+    exec.env.insert(exec.env.end(), {"BULKHEAD_SOURCE=" + source, "BULKHEAD_SERVICE=" + call.service, "BULKHEAD_ARG=" + call.arg});
+    PendingRun run;
+    run.id = exec.id;
+    run.client = -1; // the caller holds the streams and the status itself
+    run.exec_record = wire::encode(wire::BrokerMessage(exec));
+    run.fds.push_back(std::move(service_end));
+    run.fds.push_back(std::move(service_out));
+    run.fds.push_back(std::move(errors_write));
+    run.fds.push_back(std::move(status_write));
+    std::string const target_name = live->name;
+    live->runs.emplace(exec.id, std::move(run));
+    live->waiting.push_back(exec.id);
+    send_pending(*live);
+
+    auto reply = wire::encode(wire::CallReply(wire::CallConnected {target_name}));
+    int pass[] = {caller_end.get(), errors_read.get(), status_read.get()};
+    if (auto sent = sys::send_record(fd, reply, pass); sent.is_error())
+        log(source + ": handing a call's socket to the caller: " + sent.error().message());
+    close_caller(fd);
+}
+
+// ---- ask ----
+
+void Broker::expire_asks(int64_t now_ms)
+{
+    for (auto it = m_asks.begin(); it != m_asks.end();) {
+        if (it->second.deadline_ms > now_ms) {
+            ++it;
+            continue;
+        }
+        PendingAsk ask = std::move(it->second);
+        it = m_asks.erase(it);
+        audit::Record entry {.kind = "ask", .caller = ask.source, .target = ask.call.target.empty() ? "@default" : ask.call.target,
+            .service = ask.call.service, .arg = ask.call.arg, .verdict = "timeout", .rule = ask.rule, .detail = "no answer: denied"};
+        record(entry);
+        log("ask " + std::to_string(ask.id) + ": no answer in time: denied");
+        refuse_call(ask.caller, 126, "denied: no answer to the request (" + ask.rule + ")");
+    }
+    // Throttled listeners come back once their bucket has a token again.
+    if (!m_throttled)
+        return;
+    m_throttled = false;
+    for (auto& [name, live] : m_live) {
+        if (!live.listener_paused)
+            continue;
+        double tokens = std::min(call_burst, live.call_tokens + (now_ms - live.call_tokens_at_ms) * call_rate_per_second / 1000.0);
+        if (tokens >= 1 && live.callers < max_callers_per_compartment)
+            pause_listener(live, false);
+        else if (tokens < 1)
+            m_throttled = true;
+    }
+}
+
+int Broker::next_timeout_ms(int64_t now_ms) const
+{
+    int64_t timeout = -1;
+    for (auto const& [id, ask] : m_asks)
+        timeout = timeout < 0 ? ask.deadline_ms - now_ms : std::min(timeout, ask.deadline_ms - now_ms);
+    if (m_throttled)
+        timeout = timeout < 0 ? 2 : std::min<int64_t>(timeout, 2);
+    if (timeout < 0)
+        return -1;
+    return static_cast<int>(std::max<int64_t>(timeout, 0));
+}
+
+} // namespace bulkhead::broker

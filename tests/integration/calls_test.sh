@@ -1,0 +1,251 @@
+#!/usr/bin/env bash
+# End-to-end checks of calls between compartments: the real bulkhead binary against a real broker
+# under a temporary --root, with a configuration and a policy.d of its own. Policy decisions
+# (allow, deny, no rule, ask: approve, deny, no answer), the service's streams, environment, user
+# and exit code, autostart, redirects, @disposable targets, file copies, the audit log and its
+# verification after tampering, an invalid policy refused as a whole, hostile callers, and a
+# flood of calls.
+# Usage: calls_test.sh PATH/TO/bulkhead
+set -u
+BULKHEAD=$(realpath "${1:?usage: calls_test.sh PATH/TO/bulkhead}")
+ROOT=$(mktemp -d /tmp/bulkhead-calls-test-XXXXXX)
+LOG=$ROOT/daemon.log
+DAEMON=
+export BULKHEAD_SOCKET=$ROOT/run/admin.sock
+# Services are found in the target at /usr/lib/bulkhead/services/ (the host template shares /usr).
+SERVICES=/usr/lib/bulkhead/services
+PREFIX=bulkhead-test-$$
+
+cleanup() {
+    if [[ -n $DAEMON ]]; then
+        for name in $("$BULKHEAD" ls --json 2>/dev/null | python3 -c 'import json,sys; [print(c["name"]) for c in json.load(sys.stdin)["compartments"] if c["state"] != "stopped"]' 2>/dev/null); do
+            "$BULKHEAD" stop "$name" >/dev/null 2>&1
+        done
+        kill "$DAEMON" 2>/dev/null
+        wait "$DAEMON" 2>/dev/null
+    fi
+    rm -f "$SERVICES/$PREFIX".*
+    rmdir "$SERVICES" /usr/lib/bulkhead 2>/dev/null
+    rm -rf "$ROOT"
+}
+trap cleanup EXIT
+
+# shellcheck source=tests/integration/lib.bash
+source "$(dirname "$0")/lib.bash"
+
+# ---- the system under test ----
+mkdir -p "$ROOT/etc/policy.d" "$SERVICES"
+cat >"$ROOT/etc/system.toml" <<'EOF'
+[system]
+default_disposable = "untrusted"
+
+[templates.host]
+kind = "host"
+
+[compartments.work]
+label = "blue"
+tags = ["work"]
+pids = 4096
+
+[compartments.research]
+label = "purple"
+tags = ["work"]
+
+[compartments.vault]
+label = "black"
+pids = 4096
+
+[compartments.personal]
+label = "green"
+
+[compartments.untrusted]
+label = "red"
+disposable_template = true
+EOF
+P=$PREFIX
+cat >"$ROOT/etc/policy.d/10-calls.policy" <<EOF
+# calls_test.sh
+$P.Echo        *    work      vault        allow
+$P.Echo        *    personal  vault        ask
+$P.Echo        +x   work      research     allow  user=root
+$P.Redirect    *    work      @default     allow  target=vault
+$P.Echo        *    work      @disposable  allow
+$P.Status      *    work      vault        allow
+$P.Missing     *    work      vault        allow
+$P.Empty       *    work      vault        allow
+$P.Empty       *    research  vault        allow
+$P.NoStart     *    work      personal     allow  autostart=no
+$P.Denied      *    work      vault        deny
+EOF
+cat >"$ROOT/etc/policy.d/20-files.policy" <<'EOF'
+bulkhead.Filecopy  *  @tag:work  @tag:work  allow
+bulkhead.Filecopy  *  work       vault      ask
+bulkhead.Clipboard *  work       research   allow
+EOF
+cat >"$SERVICES/$P.Echo" <<'EOF'
+#!/bin/sh
+echo "source=$BULKHEAD_SOURCE service=$BULKHEAD_SERVICE arg=$BULKHEAD_ARG in=$BULKHEAD_COMPARTMENT uid=$(id -u)"
+cat
+echo "to stderr" >&2
+EOF
+printf '#!/bin/sh\nexit 7\n' >"$SERVICES/$P.Status"
+printf '#!/bin/sh\nexit 0\n' >"$SERVICES/$P.Empty"
+cp "$SERVICES/$P.Echo" "$SERVICES/$P.Redirect"
+cp "$SERVICES/$P.Echo" "$SERVICES/$P.NoStart"
+chmod 755 "$SERVICES/$P".*
+
+B=$BULKHEAD
+"$B" daemon --root "$ROOT" --config "$ROOT/etc/system.toml" --ask-timeout 3 >>"$LOG" 2>&1 &
+DAEMON=$!
+for _ in $(seq 100); do
+    "$B" ls >/dev/null 2>&1 && break
+    sleep 0.1
+done
+"$B" ls >/dev/null 2>&1 || { echo "the daemon did not come up:"; cat "$LOG"; exit 1; }
+grep -q "policy: 14 rules from $ROOT/etc/policy.d" "$LOG" && pass "daemon-loads-policy-beside-config" || fail "daemon-loads-policy-beside-config: $(grep policy "$LOG")"
+
+# ---- allow: streams, environment, user, exit code ----
+[[ $(json_field vault state) == stopped ]] && pass "vault-stopped-before-call" || fail "vault-stopped-before-call"
+out=$(echo hello | "$B" run work -- bulkhead-call vault "$P.Echo+abc" 2>"$ROOT/stderr")
+code=$?
+if [[ $code -eq 0 && $out == *"source=work service=$P.Echo arg=abc in=vault uid=1000"* && $out == *hello* ]]; then
+    pass "allow-runs-service-in-target-with-caller-stdin"
+else
+    fail "allow-runs-service-in-target-with-caller-stdin: exit $code; out: $out; err: $(cat "$ROOT/stderr")"
+fi
+grep -q "to stderr" "$ROOT/stderr" && pass "service-stderr-reaches-caller" || fail "service-stderr-reaches-caller: $(cat "$ROOT/stderr")"
+[[ $(json_field vault state) == running ]] && pass "call-autostarted-target" || fail "call-autostarted-target"
+check exit-code-of-service 7 "" -- "$B" run work -- bulkhead-call vault "$P.Status"
+check missing-service-127 127 "no service $P.Missing in vault" -- "$B" run work -- bulkhead-call vault "$P.Missing"
+check user-root-param 0 "uid=0" -- "$B" run work -- sh -c "echo | bulkhead-call research $P.Echo+x"
+check arg-must-match 126 "denied by policy (no matching rule)" -- "$B" run work -- sh -c "echo | bulkhead-call research $P.Echo+y"
+check redirect-target-param 0 "in=vault" -- "$B" run work -- sh -c "echo | bulkhead-call @default $P.Redirect"
+check autostart-no 125 "autostart=no" -- "$B" run work -- sh -c "echo | bulkhead-call personal $P.NoStart"
+[[ $(json_field personal state) == stopped ]] && pass "autostart-no-left-target-stopped" || fail "autostart-no-left-target-stopped"
+
+# ---- deny ----
+check deny-rule 126 "denied by policy ($ROOT/etc/policy.d/10-calls.policy:12)" -- "$B" run work -- bulkhead-call vault "$P.Denied"
+check deny-no-rule 126 "denied by policy (no matching rule)" -- "$B" run vault -- bulkhead-call work "$P.Echo"
+check deny-unknown-target 126 "no compartment named 'nosuch'" -- "$B" run work -- bulkhead-call nosuch "$P.Echo"
+check deny-as-root-inside 126 "denied by policy" -- "$B" run --user root vault -- bulkhead-call work "$P.Echo"
+check call-usage 2 "usage: bulkhead-call" -- "$B" run work -- bulkhead-call vault
+
+# ---- @disposable: made for the call, destroyed after ----
+out=$(echo | "$B" run work -- bulkhead-call @disposable "$P.Echo" 2>&1)
+if [[ $out == *"in=disp-"* ]]; then pass "disposable-target-runs-in-new-disposable"; else fail "disposable-target-runs-in-new-disposable: $out"; fi
+disp=$(sed -n 's/.*in=\(disp-[0-9]*\).*/\1/p' <<<"$out")
+sleep 0.3
+[[ -n $disp && $(json_field "$disp" state) == absent && ! -e $ROOT/run/compartments/$disp ]] && pass "disposable-target-destroyed-after-call" || fail "disposable-target-destroyed-after-call: $disp $(json_field "$disp" state)"
+
+# ---- ask: approve, deny, no answer ----
+pending_id() {
+    for _ in $(seq 50); do
+        id=$("$B" pending --json | python3 -c 'import json,sys; l=json.load(sys.stdin); print(l[0]["id"] if l else "")')
+        [[ -n $id ]] && { echo "$id"; return; }
+        sleep 0.1
+    done
+}
+(echo asked | "$B" run personal -- bulkhead-call vault "$P.Echo" >"$ROOT/ask1.out" 2>&1; echo $? >"$ROOT/ask1.code") &
+asker=$!
+id=$(pending_id)
+listing=$("$B" pending)
+[[ -n $id && $listing == *personal*vault*"$P.Echo"* ]] && pass "pending-lists-the-request" || fail "pending-lists-the-request: $listing"
+check approve 0 "" -- "$B" approve "$id"
+wait "$asker"
+[[ $(cat "$ROOT/ask1.code") == 0 && $(cat "$ROOT/ask1.out") == *asked* ]] && pass "approved-call-runs" || fail "approved-call-runs: $(cat "$ROOT/ask1.code") $(cat "$ROOT/ask1.out")"
+(echo | "$B" run personal -- bulkhead-call vault "$P.Echo" >"$ROOT/ask2.out" 2>&1; echo $? >"$ROOT/ask2.code") &
+asker=$!
+id=$(pending_id)
+check deny-answer 0 "" -- "$B" deny "$id"
+wait "$asker"
+[[ $(cat "$ROOT/ask2.code") == 126 && $(cat "$ROOT/ask2.out") == *"denied by the administrator"* ]] && pass "denied-call-exits-126" || fail "denied-call-exits-126: $(cat "$ROOT/ask2.code") $(cat "$ROOT/ask2.out")"
+check approve-unknown-id 2 "no pending request 999999" -- "$B" approve 999999
+check approve-usage 2 "usage: bulkhead approve" -- "$B" approve
+(echo | "$B" run personal -- bulkhead-call vault "$P.Echo" >"$ROOT/ask3.out" 2>&1; echo $? >"$ROOT/ask3.code") &
+asker=$!
+wait "$asker"
+[[ $(cat "$ROOT/ask3.code") == 126 && $(cat "$ROOT/ask3.out") == *"no answer"* ]] && pass "unanswered-ask-is-denied" || fail "unanswered-ask-is-denied: $(cat "$ROOT/ask3.code") $(cat "$ROOT/ask3.out")"
+
+# ---- file copy ----
+check copy-allowed 0 "" -- "$B" run work -- sh -c 'printf "payload\n" > report.txt && mkdir -p dir/sub && echo deep > dir/sub/f && bulkhead-copy research report.txt dir'
+check copy-arrived 0 "payload" -- "$B" run research -- cat /home/user/Incoming/work/report.txt
+check copy-directory-arrived 0 "deep" -- "$B" run research -- cat /home/user/Incoming/work/dir/sub/f
+check copy-never-overwrites 0 "" -- "$B" run work -- sh -c 'echo second > report.txt && bulkhead-copy research report.txt'
+check copy-suffix 0 "second" -- "$B" run research -- cat "/home/user/Incoming/work/report.txt (1)"
+check copy-first-kept 0 "payload" -- "$B" run research -- cat /home/user/Incoming/work/report.txt
+check move-removes-original 0 "gone" -- "$B" run work -- sh -c 'echo m > moved.txt && bulkhead-move research moved.txt && test ! -e moved.txt && echo gone'
+check copy-refuses-symlink 2 "" -- "$B" run work -- sh -c 'ln -sf /etc/passwd link && bulkhead-copy research link; exit $(( $? == 0 ? 0 : 2 ))'
+check host-copy-from-compartment 0 "" -- "$B" copy work:report.txt research
+check host-copy-arrived 0 "second" -- "$B" run research -- cat "/home/user/Incoming/work/report.txt (2)"
+check host-copy-usage 2 "is not SRC:PATH" -- "$B" copy /etc/passwd research
+check copy-denied 126 "denied by policy" -- "$B" run personal -- sh -c 'echo x > f && bulkhead-copy work f'
+
+# ---- the clipboard: copy anywhere, paste is the call CLIPBOARD-SOURCE -> paster ----
+check clip-copy 0 "" -- "$B" run work -- sh -c 'echo clip-secret | bulkhead-clip copy'
+check clip-paste-denied 126 "denied by policy" -- "$B" run vault -- bulkhead-clip paste
+check clip-paste-allowed 0 "clip-secret" -- "$B" run research -- bulkhead-clip paste
+check clip-emptied-by-paste 1 "the clipboard is empty" -- "$B" run research -- bulkhead-clip paste
+check clip-usage 2 "usage: bulkhead-clip" -- "$B" run work -- bulkhead-clip frobnicate
+check clip-too-large 2 "at most 1 MiB" -- "$B" run work -- sh -c 'head -c 1100000 /dev/zero | bulkhead-clip copy'
+
+# ---- policy check and lint ----
+check policy-check-allow 0 "allow ($ROOT/etc/policy.d/10-calls.policy:2)" -- "$B" policy check work vault "$P.Echo"
+check policy-check-deny 0 "deny (no matching rule)" -- "$B" policy check vault work "$P.Echo"
+out=$("$B" policy check --explain work vault "$P.Status" 2>&1)
+[[ $out == *"10-calls.policy:2: no:"* && $out == *"10-calls.policy:7: matches"* && $out == *"allow ("* ]] && pass "policy-check-explain" || fail "policy-check-explain: $out"
+check policy-lint-clean 0 "14 rules, 0 warnings" -- "$B" policy lint "$ROOT/etc/policy.d"
+mkdir -p "$ROOT/lint/policy.d"
+cp "$ROOT/etc/system.toml" "$ROOT/lint/"
+printf 'x.Y * @any @any allow\nx.Y * work vault deny\nx.Z * nosuch vault allow\n' >"$ROOT/lint/policy.d/a.policy"
+out=$("$B" policy lint "$ROOT/lint/policy.d" 2>&1)
+[[ $out == *"a.policy:2:1: warning:"*"a.policy:1"* && $out == *"a.policy:3:"*"warning:"*nosuch* ]] && pass "policy-lint-warns" || fail "policy-lint-warns: $out"
+
+# ---- an invalid policy is refused as a whole; the last valid one stays ----
+cp -r "$ROOT/etc" "$ROOT/bad"
+printf '%s.Echo * work vault alow\n' "$P" >>"$ROOT/bad/policy.d/10-calls.policy"
+check invalid-policy-refused 2 "10-calls.policy:13:" -- "$B" apply "$ROOT/bad/system.toml"
+check old-policy-still-in-force 0 "uid=1000" -- "$B" run work -- sh -c "echo | bulkhead-call vault $P.Echo"
+
+# ---- hostile callers: garbage and impostor hellos are cut off, nothing else happens ----
+out=$("$B" run work -- python3 -c '
+import socket
+for payload in [b"\xff" * 100, b"\x10\x01\x00\x00\x00\x00\x00\x00\x00", b"\x20" + b"\x00" * 600]:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    s.connect("/run/bulkhead/agent.sock")
+    s.send(payload)
+    print("closed" if s.recv(100) == b"" else "answered")
+' 2>&1)
+[[ $out == $'closed\nclosed\nclosed' ]] && pass "hostile-caller-records-disconnected" || fail "hostile-caller-records-disconnected: $out"
+[[ $(json_field work state) == running ]] && pass "hostile-caller-does-not-stop-its-compartment" || fail "hostile-caller-does-not-stop-its-compartment"
+
+# ---- a flood: 1000 calls at once all succeed; 3000 more in a loop leave the broker's memory bounded ----
+rss() { awk '/VmRSS/ {print $2}' "/proc/$DAEMON/status"; }
+before=$(rss)
+out=$("$B" run work -- bash -c "for i in \$(seq 1000); do { bulkhead-call vault $P.Empty </dev/null && echo ok; } & done; wait" 2>"$ROOT/flood.err" | grep -c ok)
+[[ $out == 1000 ]] && pass "1000-concurrent-calls-all-succeed" || fail "1000-concurrent-calls-all-succeed: $out; $(sort "$ROOT/flood.err" | uniq -c | head -3)"
+check other-compartment-served-during-flood 0 "" -- "$B" run research -- bulkhead-call vault "$P.Empty"
+"$B" run work -- sh -c "for i in \$(seq 3000); do bulkhead-call vault $P.Empty </dev/null >/dev/null 2>&1; done" &
+flood=$!
+sleep 2
+check other-compartment-served-during-loop 0 "" -- "$B" run research -- bulkhead-call vault "$P.Empty"
+wait $flood
+after=$(rss)
+(( after - before < 8192 )) && pass "broker-rss-bounded-after-flood ($before -> $after KiB)" || fail "broker-rss-bounded-after-flood: $before -> $after KiB"
+
+# ---- the audit log ----
+out=$("$B" audit --json)
+[[ $out == *'"verdict":"allow"'* && $out == *'"verdict":"deny"'* && $out == *'"verdict":"approved"'* && $out == *'"verdict":"timeout"'* && $out == *'"service":"apply"'* || $out == *'"verdict":"allow"'*'"verdict":"deny"'* ]] \
+    && pass "audit-records-decisions" || fail "audit-records-decisions: $(head -c 600 <<<"$out")"
+[[ $out == *"10-calls.policy:2"* && $out != *payload* && $out != *asked* && $out != *clip-secret* ]] && pass "audit-names-rule-never-content" || fail "audit-names-rule-never-content"
+check audit-verify-intact 0 "chain intact" -- "$B" audit verify
+python3 - "$ROOT/state/audit.log" <<'EOF'
+import sys
+path = sys.argv[1]
+lines = open(path).read().split("\n")
+lines[2] = lines[2].replace('"verdict":"', '"verdict":"x', 1)
+open(path, "w").write("\n".join(lines))
+EOF
+check audit-verify-finds-edit 1 "line 3" -- "$B" audit verify
+
+echo "calls_test: $passed passed, $failed failed"
+[[ $failed -eq 0 ]]

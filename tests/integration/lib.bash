@@ -1,0 +1,29 @@
+# Shared by the broker's end-to-end tests (sourced, not run). The test sets BULKHEAD (the binary)
+# and ROOT (its temporary --root, where `check` keeps the last command's stderr) first.
+passed=0
+failed=0
+
+pass() { echo "ok   $1"; passed=$((passed + 1)); }
+fail() { echo "FAIL $1"; failed=$((failed + 1)); }
+
+check() { # NAME EXPECTED_CODE EXPECTED_OUTPUT_SUBSTRING -- COMMAND...
+    local name=$1 want=$2 needle=$3
+    shift 4
+    local out err code
+    out=$("$@" 2>"$ROOT/stderr")
+    code=$?
+    err=$(cat "$ROOT/stderr")
+    if [[ $code -ne $want ]]; then
+        fail "$name: exit $code, wanted $want; stdout: $out; stderr: $err"
+        return
+    fi
+    if [[ -n $needle && $err != *"$needle"* && $out != *"$needle"* ]]; then
+        fail "$name: output does not mention '$needle'; stdout: $out; stderr: $err"
+        return
+    fi
+    pass "$name"
+}
+
+json_field() { # NAME FIELD: a field of one compartment in ls --json
+    "$BULKHEAD" ls --json | python3 -c "import json,sys; print(next((c.get('$2') for c in json.load(sys.stdin)['compartments'] if c['name'] == '$1'), 'absent'))"
+}
