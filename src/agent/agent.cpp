@@ -128,6 +128,14 @@ std::string find_executable(std::string const& command, std::vector<std::string>
         envp.push_back(entry.data());
     envp.push_back(nullptr);
 
+    // A call's service: found and started right here, in the child, without first executing
+    // bulkhead-service (one exec fewer on every call; the same code as that command).
+    if (args.front() == "/run/bulkhead/bin/bulkhead-service") {
+        for (auto& entry : env)
+            (void)::putenv(entry.data());
+        std::vector<std::string> service_args(args.begin() + 1, args.end());
+        ::_exit(agent::run_command("bulkhead-service", service_args).value_or(125));
+    }
     std::string executable = find_executable(args.front(), env);
     int error = ENOENT;
     if (!executable.empty()) {

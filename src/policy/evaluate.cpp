@@ -103,11 +103,60 @@ std::string mismatch(Rule const& rule, Request const& request)
     return target_mismatch(rule.target, request);
 }
 
+// The same answers as mismatch(), without building the reasons: this is the hot path.
+bool source_matches(Subject const& subject, Party const& source)
+{
+    switch (subject.kind) {
+    case SubjectKind::Name:
+        return !source.host && source.name == subject.value;
+    case SubjectKind::Any:
+        return !source.host;
+    case SubjectKind::Tag:
+        return !source.host && has_tag(source, subject.value);
+    case SubjectKind::Disposable:
+        return source.disposable;
+    case SubjectKind::DisposableOf:
+        return source.disposable && source.template_name == subject.value;
+    case SubjectKind::Host:
+        return source.host;
+    case SubjectKind::Default:
+        break;
+    }
+    return false;
+}
+
+bool target_matches(Subject const& subject, Request const& request)
+{
+    bool compartment = request.target_kind == TargetKind::Compartment;
+    bool fresh = request.target_kind == TargetKind::NewDisposable;
+    Party const& target = request.target;
+    switch (subject.kind) {
+    case SubjectKind::Name:
+        return compartment && target.name == subject.value;
+    case SubjectKind::Any:
+        return compartment || fresh;
+    case SubjectKind::Tag:
+        return compartment && has_tag(target, subject.value);
+    case SubjectKind::Disposable:
+        return fresh || (compartment && target.disposable);
+    case SubjectKind::DisposableOf:
+        return (fresh && request.disposable_template == subject.value)
+            || (compartment && target.disposable && target.template_name == subject.value);
+    case SubjectKind::Host:
+        return request.target_kind == TargetKind::Host;
+    case SubjectKind::Default:
+        break;
+    }
+    return request.target_kind == TargetKind::Default;
+}
+
 bool matches(Rule const& rule, Request const& request)
 {
     if (rule.service != "*" && rule.service != request.service)
         return false;
-    return mismatch(rule, request).empty();
+    if (rule.arg_match == ArgMatch::Empty ? !request.arg.empty() : rule.arg_match == ArgMatch::Exact && request.arg != rule.arg)
+        return false;
+    return source_matches(rule.source, request.source) && target_matches(rule.target, request);
 }
 
 Decision decided_by(Policy const& policy, uint32_t index)
