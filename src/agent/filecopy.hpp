@@ -35,8 +35,10 @@ struct Header {
     EntryType type = EntryType::End;
     std::string name;  // File/Directory: one path component (the parent is the last open directory)
     uint32_t mode = 0; // permission bits only (0777 mask); setuid/setgid/sticky are never kept
+                       // (decode_header clears them, and refuses bits beyond 07777)
     uint64_t size = 0; // File: bytes of content that follow the header
-    uint32_t depth = 0; // nesting level of the entry (0 = top level); see filecopy.cpp
+    uint32_t depth = 0; // nesting level of the entry (0 = top level); see filecopy.cpp: not carried in the
+                        // stream (Directory/Up mark nesting), so decode_header leaves it 0
 };
 std::vector<uint8_t> encode_header(Header const& header);
 // Decodes one header from the front of `bytes`; `used` is set to its length. Needs more bytes:
@@ -51,9 +53,12 @@ struct SendReport {
     uint64_t directories = 0;
     uint64_t bytes = 0;
 };
-// Writes every path (files, and directories recursively) to `out`, then End. Symbolic links and
-// special files are refused with an Error before anything is written for them.
-Result<SendReport> send(int out, std::vector<std::string> const& paths);
+// Writes every path (files, and directories recursively, entries sorted by name) to `out`, then
+// End. Each path is sent under its last component. Everything is checked before the first byte is
+// written: symbolic links (never followed) and special files anywhere, names the receiver would
+// refuse, and `limits` (the receiver's defaults unless told otherwise) are an Error, and then
+// nothing has been written.
+Result<SendReport> send(int out, std::vector<std::string> const& paths, Limits const& limits = {});
 
 // --- the receiver ---
 struct ReceiveReport {

@@ -46,10 +46,14 @@ std::string compute_hash(Record const& record);
 
 class Log {
 public:
-    // Opens (creating, 0600) the log at `path`, reads the last record to continue the chain. An
-    // unreadable last line is an Error: the broker refuses to append to a log it cannot continue.
+    // Opens (creating, 0600; never through a link) the log at `path` for appending, and reads the
+    // last record (from the file's last 64 KiB only) to continue the chain. A last line without its
+    // newline (a write cut short) or that is not a record is an Error: the broker refuses to append
+    // to a log it cannot continue. An empty file starts the chain at seq 1.
     static Result<Log> open(std::string const& path);
-    // Fills in seq, time, prev and hash, then appends the line (one write, then fdatasync).
+    // Fills in seq, time, prev and hash, bounds the other fields (names 128 bytes, arg and detail
+    // 256, rule 1024, cut with "…"; bytes that are not UTF-8 become U+FFFD), then appends the line
+    // (one write, then fdatasync). A failed write is taken back (the file is cut to its old size).
     Status append(Record& record);
     uint64_t last_seq() const { return m_last_seq; }
     std::string const& last_hash() const { return m_last_hash; }
@@ -61,21 +65,25 @@ private:
 };
 
 // Every record of the log at `path` with seq > after (for `audit` and `audit --follow`), at most
-// `limit`. Lines that do not parse are returned as errors by verify(), skipped here.
+// `limit`. Lines that do not parse are returned as errors by verify(), skipped here. Finds where to
+// start by a binary search over the file (seq increases through a log the broker wrote), so that a
+// page costs the same at the end of a large log as at its start.
 Result<std::vector<Record>> read(std::string const& path, uint64_t after, size_t limit);
 
 struct Problem {
     size_t line = 0;       // 1-based line of the file
     uint64_t seq = 0;      // the record's seq (0 if it did not parse)
-    std::string what;      // "edited: its hash does not match its content", "deleted: seq 4 is missing
-                           // (3 is followed by 5)", "inserted", "reordered", "not a record", "truncated:
-                           // the log ends at 7, the broker recorded 9"
+    std::string what;      // "KIND: explanation", KIND one of edited, replaced, deleted, inserted,
+                           // reordered, truncated, appended; or "not a record (why)", "an incomplete
+                           // last line (...)" (docs/audit.md lists them), e.g. "deleted: seq 4 is
+                           // missing: 3 is followed by 5"
 };
 struct Verification {
     uint64_t records = 0;
     std::vector<Problem> problems; // empty: the chain is intact
 };
-// Checks the whole chain. `expected_last`: (seq, hash) the broker recorded, if known.
+// Checks the whole chain. `expected_last`: (seq, hash) the broker recorded, if known. Problems come
+// in the order of their lines; none means the chain is intact.
 Verification verify(std::string_view contents, std::optional<std::pair<uint64_t, std::string>> expected_last);
 
 } // namespace bulkhead::audit

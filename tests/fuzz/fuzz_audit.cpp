@@ -1,6 +1,8 @@
-// Fuzzes the audit log's reader and verifier with arbitrary logs: no crash, no sanitizer report;
-// a line that parses is in canonical form (writing it again gives the same bytes); and a log
-// made of parsed records, re-chained with correct hashes, verifies clean.
+// Fuzzes the audit log's reader and verifier with arbitrary bytes: no crash, no sanitizer report;
+// a line that parses is in canonical form (writing it again gives the same bytes) and verify()
+// counts it; a log made of the parsed records, chained with correct hashes, verifies clean, with
+// and without the broker's head; and that log changed in any way (a line deleted, moved, copied, a
+// byte flipped, the end cut off) does not verify clean against the head.
 #include "broker/audit.hpp"
 
 #include <cstdint>
@@ -8,40 +10,99 @@
 #include <cstdlib>
 #include <string>
 #include <string_view>
+#include <vector>
 
 using namespace bulkhead;
 using namespace bulkhead::audit;
 
+namespace {
+
+[[noreturn]] void fail(char const* what)
+{
+    std::fprintf(stderr, "fuzz_audit: %s\n", what);
+    std::abort();
+}
+
+std::string joined(std::vector<std::string> const& lines)
+{
+    std::string out;
+    for (auto const& line : lines)
+        out += line + "\n";
+    return out;
+}
+
+} // namespace
+
 extern "C" int LLVMFuzzerTestOneInput(uint8_t const* data, size_t size)
 {
     std::string_view text(reinterpret_cast<char const*>(data), size);
-    (void)verify(text, std::nullopt);
+    auto plain = verify(text, std::nullopt);
     (void)verify(text, std::make_pair(uint64_t(3), std::string(64, 'a')));
-    std::string rechained;
+    (void)verify(text, std::make_pair(uint64_t(0), std::string("not a hash")));
+
+    std::vector<std::string> chain;
     std::string prev(64, '0');
-    uint64_t seq = 0;
+    size_t parsed = 0;
     size_t start = 0;
     while (start < text.size()) {
         size_t end = text.find('\n', start);
-        std::string_view line = text.substr(start, end == std::string_view::npos ? std::string_view::npos : end - start);
-        start = end == std::string_view::npos ? text.size() : end + 1;
+        if (end == std::string_view::npos)
+            break; // an incomplete last line: never a record
+        std::string_view line = text.substr(start, end - start);
+        start = end + 1;
         auto record = from_line(line);
-        if (record.is_error())
+        if (record.is_error()) {
+            if (record.error().message().empty())
+                fail("an error without a message");
             continue;
-        if (to_line(record.value()) != line) {
-            std::fprintf(stderr, "fuzz_audit: a parsed line is not canonical\n");
-            std::abort();
         }
+        ++parsed;
+        if (to_line(record.value()) != line)
+            fail("a parsed line is not canonical");
         Record chained = record.value();
-        chained.seq = ++seq;
+        chained.seq = chain.size() + 1;
         chained.prev = prev;
         chained.hash = compute_hash(chained);
         prev = chained.hash;
-        rechained += to_line(chained) + "\n";
+        chain.push_back(to_line(chained));
     }
-    if (!verify(rechained, std::nullopt).problems.empty()) {
-        std::fprintf(stderr, "fuzz_audit: a correctly chained log does not verify\n");
-        std::abort();
+    if (plain.records != parsed)
+        fail("verify() counts another number of records than parse");
+
+    std::string const clean = joined(chain);
+    auto head = std::make_pair(uint64_t(chain.size()), chain.empty() ? std::string(64, '0') : prev);
+    auto checked = verify(clean, chain.empty() ? std::nullopt : std::optional(head));
+    if (!checked.problems.empty() || checked.records != chain.size() || !verify(clean, std::nullopt).problems.empty())
+        fail("a correctly chained log does not verify");
+    if (chain.empty())
+        return 0;
+
+    // One change, chosen by the input's first and last bytes.
+    size_t const pick = data[0], where = data[size - 1] % chain.size(), to = data[size / 2] % chain.size();
+    std::vector<std::string> lines = chain;
+    std::string changed;
+    switch (pick % 5) {
+    case 0:
+        lines.erase(lines.begin() + static_cast<long>(where));
+        changed = joined(lines);
+        break;
+    case 1:
+        std::swap(lines[where], lines[to]);
+        changed = joined(lines);
+        break;
+    case 2:
+        lines.insert(lines.begin() + static_cast<long>(to), lines[where]);
+        changed = joined(lines);
+        break;
+    case 3:
+        changed = clean;
+        changed[(size * 131 + pick) % changed.size()] ^= static_cast<char>(1 + (pick >> 3) % 255);
+        break;
+    default:
+        changed = clean.substr(0, clean.size() - 1 - (pick >> 3) % chain.back().size());
+        break;
     }
+    if (changed != clean && verify(changed, head).problems.empty())
+        fail("a changed log verifies clean against the broker's head");
     return 0;
 }
