@@ -7,12 +7,13 @@
 //   bulkhead-copy DST FILE...            files to DST:~/Incoming/SOURCE/
 //   bulkhead-move DST FILE...            copy, then remove the originals
 //   bulkhead-clip copy|paste             stdin to / the global clipboard to stdout
+//   bulkhead-open-disposable FILE [CMD]  a copy of FILE opened in a new disposable (open_command.cpp)
 //   bulkhead-service SERVICE ARG         (run by the agent in the target) finds and runs a service
 #include "agent/commands.hpp"
 
+#include "agent/call_client.hpp"
 #include "agent/filecopy.hpp"
-#include "base/wire.hpp"
-#include "sys/socket.hpp"
+#include "agent/open_command.hpp"
 #include "sys/syscalls.hpp"
 
 #include <cerrno>
@@ -21,7 +22,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
-#include <poll.h>
 #include <string>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -32,140 +32,6 @@
 namespace bulkhead::agent {
 
 namespace {
-
-using sys::UniqueFd;
-
-constexpr char const* broker_socket = "/run/bulkhead/agent.sock";
-constexpr int exit_failed = 125;
-
-int fail(std::string const& program, std::string const& message, int code = exit_failed)
-{
-    std::string line = program + ": " + message + "\n";
-    (void)::write(2, line.data(), line.size());
-    return code;
-}
-
-// An allowed call: the service's stdin+stdout, its stderr and its status ("status N\n").
-struct Connection {
-    std::string target;
-    UniqueFd stream;
-    UniqueFd errors;
-    UniqueFd status;
-};
-
-// Asks the broker for a call. A refusal carries the exit code the caller ends with.
-Result<Connection> open_call(std::string const& target, std::string const& service, std::string const& arg, int& refused_code, int beside = -1)
-{
-    refused_code = exit_failed;
-    auto connection = TRY_CTX(sys::connect_unix(broker_socket), "connecting to the broker");
-    if (target.size() > wire::max_call_field || service.size() > wire::max_call_field || arg.size() > wire::max_call_field)
-        return Error::from_message("a target, service or argument longer than " + std::to_string(wire::max_call_field) + " bytes");
-    std::vector<int> fds;
-    if (beside >= 0)
-        fds.push_back(beside);
-    TRY(sys::send_record(connection.get(), wire::encode(wire::Call {target, service, arg}), fds));
-    auto received = TRY(sys::receive_record(connection.get(), wire::max_broker_record, wire::call_connected_descriptors));
-    if (received.end_of_stream)
-        return Error::from_message("the broker closed the connection without an answer");
-    auto reply = TRY(wire::decode_call_reply(received.bytes));
-    if (auto* refused = std::get_if<wire::CallRefused>(&reply)) {
-        refused_code = static_cast<int>(refused->exit_code);
-        return Error::from_message(refused->message);
-    }
-    if (received.fds.size() != wire::call_connected_descriptors)
-        return Error::from_message("the broker's answer carries the wrong descriptors");
-    Connection call;
-    call.target = std::get<wire::CallConnected>(reply).target;
-    call.stream = std::move(received.fds[0]);
-    call.errors = std::move(received.fds[1]);
-    call.status = std::move(received.fds[2]);
-    return call;
-}
-
-bool write_all(int fd, char const* data, size_t size)
-{
-    while (size > 0) {
-        ssize_t n = ::write(fd, data, size);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return false;
-        data += n;
-        size -= static_cast<size_t>(n);
-    }
-    return true;
-}
-
-// Reads "status N\n" and turns it into an exit code: the service's own, or 128 + its signal.
-Result<int> read_status(int fd)
-{
-    std::string text;
-    char buffer[64];
-    while (text.size() < 64) {
-        ssize_t n = ::read(fd, buffer, sizeof(buffer));
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
-        text.append(buffer, static_cast<size_t>(n));
-    }
-    if (!text.starts_with("status ") || !text.ends_with("\n"))
-        return Error::from_message("the service ended without an exit status (it could not be started)");
-    char* end = nullptr;
-    long status = std::strtol(text.c_str() + 7, &end, 10);
-    if (end == nullptr || *end != '\n' || status < 0 || status > 0xffff)
-        return Error::from_message("a malformed exit status");
-    int wait_status = static_cast<int>(status);
-    if (WIFEXITED(wait_status))
-        return WEXITSTATUS(wait_status);
-    if (WIFSIGNALED(wait_status))
-        return 128 + WTERMSIG(wait_status);
-    return Error::from_message("a malformed exit status");
-}
-
-// Relays until the service is done: stdin -> stream (then shut down for writing), stream ->
-// stdout, the service's stderr -> stderr. `feed`: when stdin is not to be read (the copy
-// commands write the stream themselves).
-void relay(Connection& call, bool feed)
-{
-    std::vector<char> buffer(1 << 16);
-    bool input = feed, output = true, errors = true;
-    if (!feed)
-        (void)::shutdown(call.stream.get(), SHUT_WR);
-    while (output || errors) {
-        pollfd fds[3] = {{input ? 0 : -1, POLLIN, 0}, {output ? call.stream.get() : -1, POLLIN, 0}, {errors ? call.errors.get() : -1, POLLIN, 0}};
-        if (::poll(fds, 3, -1) < 0) {
-            if (errno == EINTR)
-                continue;
-            return;
-        }
-        if (input && fds[0].revents) {
-            ssize_t n = ::read(0, buffer.data(), buffer.size());
-            if (n <= 0 || !write_all(call.stream.get(), buffer.data(), static_cast<size_t>(n))) {
-                input = false;
-                (void)::shutdown(call.stream.get(), SHUT_WR);
-            }
-        }
-        if (output && fds[1].revents) {
-            ssize_t n = ::read(call.stream.get(), buffer.data(), buffer.size());
-            if (n <= 0 || !write_all(1, buffer.data(), static_cast<size_t>(n)))
-                output = false;
-        }
-        if (errors && fds[2].revents) {
-            ssize_t n = ::read(call.errors.get(), buffer.data(), buffer.size());
-            if (n <= 0 || !write_all(2, buffer.data(), static_cast<size_t>(n)))
-                errors = false;
-        }
-    }
-}
-
-int finish(std::string const& program, Connection& call)
-{
-    auto code = read_status(call.status.get());
-    if (code.is_error())
-        return fail(program, call.target + ": " + code.error().message());
-    return code.value();
-}
 
 int call_main(std::vector<std::string> const& args)
 {
@@ -308,6 +174,8 @@ int service_main(std::vector<std::string> const& args)
     }
     if (service == "bulkhead.Filecopy")
         return filecopy_service();
+    if (service == "bulkhead.OpenInDisposable")
+        return open_disposable_service();
     char const* compartment = std::getenv("BULKHEAD_COMPARTMENT");
     return fail("bulkhead-service", "no service " + service + " in " + (compartment ? compartment : "this compartment"), 127);
 }
@@ -316,7 +184,8 @@ int service_main(std::vector<std::string> const& args)
 
 std::optional<int> run_command(std::string_view program, std::vector<std::string> const& args)
 {
-    if (program == "bulkhead-call" || program == "bulkhead-copy" || program == "bulkhead-move" || program == "bulkhead-clip")
+    if (program == "bulkhead-call" || program == "bulkhead-copy" || program == "bulkhead-move" || program == "bulkhead-clip"
+        || program == "bulkhead-open-disposable")
         ::signal(SIGPIPE, SIG_IGN); // a peer that goes away must not kill a command about to say why
     if (program == "bulkhead-call")
         return call_main(args);
@@ -328,6 +197,8 @@ std::optional<int> run_command(std::string_view program, std::vector<std::string
         return service_main(args);
     if (program == "bulkhead-clip")
         return clip_main(args);
+    if (program == "bulkhead-open-disposable")
+        return open_disposable_main(args);
     return std::nullopt;
 }
 

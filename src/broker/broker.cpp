@@ -129,7 +129,7 @@ Status install_commands(int agent_exe, std::string const& bin_dir)
     TRY(check_syscall(::fchmod(out.get(), 0755), "fchmod"));
     out.reset();
     TRY(check_syscall(::rename(temporary.c_str(), (bin_dir + "/bulkhead-agent").c_str()), "rename"));
-    for (auto const* name : {"bulkhead-call", "bulkhead-copy", "bulkhead-move", "bulkhead-clip", "bulkhead-service"}) {
+    for (auto const* name : {"bulkhead-call", "bulkhead-copy", "bulkhead-move", "bulkhead-clip", "bulkhead-open-disposable", "bulkhead-service"}) {
         std::string const link_temporary = bin_dir + "/." + name + ".new";
         (void)::unlink(link_temporary.c_str());
         TRY(check_syscall(::link((bin_dir + "/bulkhead-agent").c_str(), link_temporary.c_str()), "link"));

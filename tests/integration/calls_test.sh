@@ -24,7 +24,7 @@ cleanup() {
         kill "$DAEMON" 2>/dev/null
         wait "$DAEMON" 2>/dev/null
     fi
-    rm -f "$SERVICES/$PREFIX".*
+    rm -f "$SERVICES/$PREFIX".* "$SERVICES/bulkhead.OpenInDisposable"
     rmdir "$SERVICES" /usr/lib/bulkhead 2>/dev/null
     rm -rf "$ROOT"
 }
@@ -81,6 +81,7 @@ cat >"$ROOT/etc/policy.d/20-files.policy" <<'EOF'
 bulkhead.Filecopy  *  @tag:work  @tag:work  allow
 bulkhead.Filecopy  *  work       vault      ask
 bulkhead.Clipboard *  work       research   allow
+bulkhead.OpenInDisposable * work @disposable allow
 EOF
 cat >"$SERVICES/$P.Echo" <<'EOF'
 #!/bin/sh
@@ -102,7 +103,7 @@ for _ in $(seq 100); do
     sleep 0.1
 done
 "$B" ls >/dev/null 2>&1 || { echo "the daemon did not come up:"; cat "$LOG"; exit 1; }
-grep -q "policy: 14 rules from $ROOT/etc/policy.d" "$LOG" && pass "daemon-loads-policy-beside-config" || fail "daemon-loads-policy-beside-config: $(grep policy "$LOG")"
+grep -q "policy: 15 rules from $ROOT/etc/policy.d" "$LOG" && pass "daemon-loads-policy-beside-config" || fail "daemon-loads-policy-beside-config: $(grep policy "$LOG")"
 
 # ---- allow: streams, environment, user, exit code ----
 [[ $(json_field vault state) == stopped ]] && pass "vault-stopped-before-call" || fail "vault-stopped-before-call"
@@ -136,6 +137,59 @@ if [[ $out == *"in=disp-"* ]]; then pass "disposable-target-runs-in-new-disposab
 disp=$(sed -n 's/.*in=\(disp-[0-9]*\).*/\1/p' <<<"$out")
 sleep 0.3
 [[ -n $disp && $(json_field "$disp" state) == absent && ! -e $ROOT/run/compartments/$disp ]] && pass "disposable-target-destroyed-after-call" || fail "disposable-target-destroyed-after-call: $disp $(json_field "$disp" state)"
+
+# ---- bulkhead-open-disposable: a copy opened in a new disposable, the edit returned, then destroyed ----
+in_work() { "$B" run work -- sh -c "cd && $1"; }
+in_work 'printf "hello old world\n" > open.txt && chmod 640 open.txt' >/dev/null
+check open-default-viewer-shows-file 0 "hello old world" -- "$B" run work -- sh -c 'cd && bulkhead-open-disposable open.txt'
+out=$(in_work 'bulkhead-open-disposable open.txt "echo in=\$BULKHEAD_COMPARTMENT from=\$BULKHEAD_SOURCE; wc -c"' 2>&1)
+disp=$(sed -n 's/.*in=\(disp-[0-9]*\).*/\1/p' <<<"$out")
+[[ -n $disp && $out == *"from=work"* && $out == *"16 /home/user/open-"*"/open.txt"* ]] && pass "open-runs-command-on-copy-in-disposable" || fail "open-runs-command-on-copy-in-disposable: $out"
+sleep 0.3
+[[ $(json_field "$disp" state) == absent && ! -e $ROOT/run/compartments/$disp ]] && pass "open-disposable-destroyed-after" || fail "open-disposable-destroyed-after: $disp $(json_field "$disp" state)"
+check open-exit-code-is-commands 4 "" -- "$B" run work -- sh -c 'cd && bulkhead-open-disposable open.txt "exit 4"'
+check open-edit-replaces-original 0 "replaced by the version edited" -- "$B" run work -- sh -c 'cd && bulkhead-open-disposable open.txt sed -i s/old/new/'
+[[ $(in_work 'cat open.txt; stat -c %a open.txt') == $'hello new world\n640' ]] && pass "open-edit-content-and-mode" || fail "open-edit-content-and-mode: $(in_work 'cat open.txt; stat -c %a open.txt')"
+check open-view-only-keeps-original 0 "" -- "$B" run work -- sh -c 'cd && bulkhead-open-disposable --view-only open.txt sed -i s/new/bad/ && grep -q "hello new world" open.txt'
+check open-failed-command-keeps-edit-beside 3 "kept as /home/user/open.txt.edited" -- "$B" run work -- sh -c 'cd && bulkhead-open-disposable open.txt "f() { echo changed > \"\$1\"; exit 3; }; f"'
+[[ $(in_work 'cat open.txt; cat open.txt.edited') == $'hello new world\nchanged' ]] && pass "open-failed-command-original-intact" || fail "open-failed-command-original-intact: $(in_work 'cat open.txt open.txt.edited')"
+check open-unchanged-file-not-rewritten 0 "" -- "$B" run work -- sh -c 'cd && ino=$(stat -c %i open.txt) && bulkhead-open-disposable open.txt touch && [ "$(stat -c %i open.txt)" = "$ino" ]'
+check open-missing-file 2 "nothere: No such file" -- "$B" run work -- bulkhead-open-disposable /nothere
+check open-directory 2 "not a regular file" -- "$B" run work -- bulkhead-open-disposable /home/user
+check open-usage 2 "usage: bulkhead-open-disposable" -- "$B" run work -- bulkhead-open-disposable
+check open-denied-by-policy 126 "denied by policy" -- "$B" run research -- sh -c 'echo x > /tmp/f && bulkhead-open-disposable /tmp/f'
+check open-no-such-template 126 "names no disposable template" -- "$B" run work -- sh -c 'cd && bulkhead-open-disposable --template vault open.txt'
+# A hostile disposable (its service replaced): every malformed answer leaves the original as it
+# was, no temporary or .edited file behind, and says why.
+cat >"$SERVICES/bulkhead.OpenInDisposable" <<'EOF'
+#!/usr/bin/python3
+import struct, sys
+inp, out = sys.stdin.buffer, sys.stdout.buffer
+magic, version, flags, name_size, command_size, size = struct.unpack("<4sBBHHQ", inp.read(18))
+name = inp.read(name_size).decode()
+inp.read(command_size)
+inp.read(size)
+def frame(kind, payload=b"", length=None):
+    out.write(struct.pack("<BQ", kind, len(payload) if length is None else length) + payload)
+how = name.split(".")[0]
+if how == "cut": frame(2, b"evil", length=1000)
+elif how == "hugeoutput": frame(1, b"x", length=1 << 20)
+elif how == "twice": frame(2, b"a"); frame(2, b"b"); frame(3)
+elif how == "after": frame(2, b"evil"); frame(3); frame(1, b"more")
+elif how == "viewonly": frame(2, b"evil"); frame(3)
+elif how == "noend": frame(2, b"evil")
+elif how == "unknown": frame(9)
+elif how == "hugefile": frame(2, b"evil", length=1 << 62)
+out.flush()
+EOF
+chmod 755 "$SERVICES/bulkhead.OpenInDisposable"
+for how in cut hugeoutput twice after viewonly noend unknown hugefile; do
+    flag=; [[ $how == viewonly ]] && flag=--view-only
+    out=$("$B" run work -- sh -c "cd && mkdir h-$how && echo original > h-$how/$how.txt && bulkhead-open-disposable $flag h-$how/$how.txt; echo \"exit \$?\"; cat h-$how/$how.txt; ls -A h-$how" 2>&1)
+    [[ $out == *"the disposable's answer"* && $out == *"exit 125"* && $out == *$'original\n'"$how.txt" && $out != *"$how.txt.edited"* && $out != *.bulkhead-open* ]] \
+        && pass "open-hostile-answer-$how" || fail "open-hostile-answer-$how: $out"
+done
+rm -f "$SERVICES/bulkhead.OpenInDisposable"
 
 # ---- ask: approve, deny, no answer ----
 pending_id() {
@@ -193,7 +247,7 @@ check policy-check-allow 0 "allow ($ROOT/etc/policy.d/10-calls.policy:2)" -- "$B
 check policy-check-deny 0 "deny (no matching rule)" -- "$B" policy check vault work "$P.Echo"
 out=$("$B" policy check --explain work vault "$P.Status" 2>&1)
 [[ $out == *"10-calls.policy:2: no:"* && $out == *"10-calls.policy:7: matches"* && $out == *"allow ("* ]] && pass "policy-check-explain" || fail "policy-check-explain: $out"
-check policy-lint-clean 0 "14 rules, 0 warnings" -- "$B" policy lint "$ROOT/etc/policy.d"
+check policy-lint-clean 0 "15 rules, 0 warnings" -- "$B" policy lint "$ROOT/etc/policy.d"
 mkdir -p "$ROOT/lint/policy.d"
 cp "$ROOT/etc/system.toml" "$ROOT/lint/"
 printf 'x.Y * @any @any allow\nx.Y * work vault deny\nx.Z * nosuch vault allow\n' >"$ROOT/lint/policy.d/a.policy"

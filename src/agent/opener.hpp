@@ -1,0 +1,79 @@
+// The stream of bulkhead.OpenInDisposable (bulkhead-open-disposable FILE [CMD]).
+//
+// The caller sends one request header, then the file's bytes, and shuts the stream down for
+// writing. The service in the new disposable writes the file into a directory of its own, runs CMD
+// (or the viewer) on it and answers with frames: the command's output, at most one edited file
+// (when the file changed and the caller did not ask for view-only), and End. The disposable is
+// the side to distrust: the caller decodes every frame strictly and bounded, keeps an edited file
+// only when the answer is complete, and writes it nowhere but over the file it sent.
+//
+//   request  "BHOD" u8 version=1, u8 flags (1 = view only), u16 name bytes, u16 command bytes,
+//            u64 file bytes (all little-endian), the name, the command; then the file's bytes
+//   frame    u8 type, u64 length, then `length` bytes:
+//              1 Output  (length 1..max_output_frame): bytes the command wrote to stdout
+//              2 Edited  (length <= max_file_bytes): the whole edited file; at most once
+//              3 End     (length 0): the answer is complete; nothing may follow
+#pragma once
+
+#include "base/result.hpp"
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace bulkhead::opener {
+
+constexpr size_t max_command = 4096;             // bytes of CMD
+constexpr uint64_t max_file_bytes = 64ull << 30; // the file, either way (as bulkhead.Filecopy's limit)
+constexpr uint64_t max_output_frame = 1 << 16;
+constexpr size_t frame_header_size = 9;
+constexpr uint8_t flag_view_only = 1;
+
+struct Request {
+    std::string name;    // one path component (filecopy::check_name)
+    std::string command; // a shell command line; empty: the viewer
+    uint64_t size = 0;   // bytes of the file that follow the header
+    bool view_only = false;
+};
+
+std::vector<uint8_t> encode_request(Request const& request);
+// Decodes the request header from the front of `bytes`; `used` is set to its length. Needs more
+// bytes: an Error whose code() is EAGAIN. Anything malformed or out of bounds: an Error naming it.
+Result<Request> decode_request(std::span<uint8_t const> bytes, size_t& used);
+
+enum class FrameType : uint8_t { Output = 1, Edited = 2, End = 3 };
+std::vector<uint8_t> encode_frame_header(FrameType type, uint64_t length);
+
+// What the caller makes of the answer, in order.
+struct Event {
+    enum class Kind { Output, EditedBegin, EditedData, EditedEnd, End } kind;
+    std::span<uint8_t const> data; // Output, EditedData: a slice of the bytes fed
+    uint64_t size = 0;             // EditedBegin: the edited file's length
+};
+
+// Decodes the service's answer incrementally, from bytes as they arrive.
+class ReplyParser {
+public:
+    explicit ReplyParser(bool view_only) : m_view_only(view_only) {}
+
+    // Decodes `bytes` and appends what they carry to `events` (slices point into `bytes`). A
+    // malformed answer is an Error, and the parser stays failed.
+    Status feed(std::span<uint8_t const> bytes, std::vector<Event>& events);
+    // The answer ended (end of stream): an Error unless it was complete (End, nothing cut short).
+    Status finish() const;
+    bool ended() const { return m_ended; }
+
+private:
+    bool m_view_only;
+    uint8_t m_header[frame_header_size] = {};
+    size_t m_header_fill = 0;
+    FrameType m_type = FrameType::End;
+    uint64_t m_remaining = 0;
+    bool m_in_payload = false;
+    bool m_edited_seen = false;
+    bool m_ended = false;
+    bool m_failed = false;
+};
+
+} // namespace bulkhead::opener
