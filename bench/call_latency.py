@@ -7,10 +7,17 @@ the service, the socket handed over, the service's exit status back) and, as the
 service executable spawned locally with the same stdin/stdout wiring (the floor: what running it
 costs without crossing into another compartment). Each round times posix_spawn to waitpid.
 Prints one JSON line in bench_compare's format, with p50/p99 in the notes.
+
+The notes also break the call down, from a long-lived caller that speaks the call protocol on
+/run/bulkhead/agent.sock itself (no bulkhead-call process to start): the time until the broker hands
+over the connected descriptors, and until the service's exit status arrives.
 """
+import array
 import json
 import os
+import socket
 import statistics
+import struct
 import sys
 import time
 
@@ -23,6 +30,31 @@ def timed(argv):
     if os.waitstatus_to_exitcode(status) != 0:
         sys.exit(f"{argv} failed: {status}")
     return elapsed
+
+
+def direct(target, service):
+    """One call without bulkhead-call: (ms until connected, ms until the exit status)."""
+    field = lambda text: struct.pack("<I", len(text)) + text.encode()
+    start = time.perf_counter()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as broker:
+        broker.connect("/run/bulkhead/agent.sock")
+        broker.send(bytes([32]) + field(target) + field(service) + field(""))  # wire::Call
+        _, ancillary, _, _ = broker.recvmsg(4096, socket.CMSG_LEN(3 * 4))
+        connected = time.perf_counter()
+        fds = array.array("i")
+        for _, _, data in ancillary:
+            fds.frombytes(data[:len(data) - len(data) % fds.itemsize])
+        if len(fds) != 3:
+            sys.exit(f"the call of {service} was refused")
+        status = b""
+        while chunk := os.read(fds[2], 64):
+            status += chunk
+        done = time.perf_counter()
+        for fd in fds:
+            os.close(fd)
+    if status != b"status 0\n":
+        sys.exit(f"the call of {service} ended with {status!r}")
+    return (connected - start) * 1000.0, (done - start) * 1000.0
 
 
 def summary(label, command, times):
@@ -43,9 +75,18 @@ def main():
         if i >= warmup:
             ours.append(a)
             peer.append(b)
+    connected, finished = [], []
+    for i in range(warmup + runs):
+        a, b = direct(target, service)
+        if i >= warmup:
+            connected.append(a)
+            finished.append(b)
     o, p = summary("bulkhead", " ".join(call), ours), summary("local spawn of the service", local, peer)
     notes = [f"bulkhead-call p50 {o['median_ms']:.2f} ms, p99 {o['p99_ms']:.2f} ms; the service spawned locally p50 "
              f"{p['median_ms']:.2f} ms, p99 {p['p99_ms']:.2f} ms",
+             f"without starting bulkhead-call (a long-lived caller on agent.sock): connected p50 "
+             f"{statistics.median(connected):.2f} ms, the service's exit status p50 {statistics.median(finished):.2f} ms, "
+             f"p99 {summary('', '', finished)['p99_ms']:.2f} ms",
              f"measured inside the calling compartment by bench/call_latency.py: posix_spawn to waitpid, {runs} "
              f"alternating rounds after {warmup} warm-up rounds"]
     print(json.dumps({"figure": figure, "bulkhead": o, "peer": p, "ratio": o["median_ms"] / p["median_ms"], "notes": notes}))
