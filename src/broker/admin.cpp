@@ -269,16 +269,15 @@ void Broker::admin_apply(int client, std::string const& op, std::string const& t
     if (source.empty())
         source = "system.toml";
     int exit_code = 0;
-    auto result = apply_config(config_text, source, op == "plan", std::nullopt, exit_code);
+    auto result = apply_config(config_text, source, op == "plan", std::nullopt, exit_code, new_policy.value().snapshot);
     if (result.is_error())
         return reply_error(client, result.error().message(), exit_code);
     auto changes = result.release_value();
-    std::string const policy_line = "policy: " + std::to_string(new_policy.value().rules.size()) + " rules from "
+    std::string const policy_line = "policy: " + std::to_string(new_policy.value().policy.rules.size()) + " rules from "
         + (policy_dir.empty() ? std::string("the embedded default policy") : policy_dir);
     changes.push_back(policy_line);
     if (op == "apply") {
-        m_policy = new_policy.release_value();
-        m_policy_source = policy_dir.empty() ? "embedded default policy" : policy_dir;
+        use_policy(new_policy.release_value(), policy_dir.empty() ? "embedded default policy" : policy_dir);
         remember_policy_dir(policy_dir);
         for (auto const& line : changes)
             log("apply: " + line);
@@ -297,9 +296,27 @@ void Broker::admin_rollback(int client)
         return reply_error(client, "there is no generation before " + std::to_string(m_generation) + " to return to", 2);
     int exit_code = 0;
     auto const& generation = *previous.value();
+    // The policy applied with that generation comes back with it (checked before anything changes).
+    std::optional<LoadedPolicy> old_policy;
+    if (!generation.policy.empty()) {
+        auto stored = policy_from_snapshot(generation.policy);
+        if (stored.is_error())
+            return reply_error(client, "the policy of generation " + std::to_string(generation.id) + ": " + stored.error().message()
+                + "\nnothing was rolled back", 125);
+        old_policy = stored.release_value();
+    }
     auto result = apply_config(generation.config, generation.source, false, generation.id, exit_code);
     if (result.is_error())
         return reply_error(client, result.error().message(), exit_code);
+    if (old_policy) {
+        std::string dir = old_policy->dir;
+        result.value().push_back("policy: " + std::to_string(old_policy->policy.rules.size()) + " rules as applied with generation "
+            + std::to_string(generation.id) + " (" + (dir.empty() ? std::string("the embedded default policy") : dir) + ")");
+        use_policy(std::move(*old_policy), (dir.empty() ? std::string("embedded default policy") : dir) + " as applied with generation " + std::to_string(generation.id));
+        remember_policy_dir(dir);
+    } else {
+        result.value().push_back("policy: unchanged (generation " + std::to_string(generation.id) + " was applied before policies were kept with generations)");
+    }
     record({.kind = "admin", .caller = "@host", .service = "rollback", .verdict = "ok", .detail = "generation " + std::to_string(m_generation)});
     reply(client, lines_json(result.value(), "changes", {{"generation", m_generation}}));
 }

@@ -314,14 +314,29 @@ void Broker::fill_in_settings()
 
 Status Broker::start_from_configuration(Options const& options)
 {
-    // The policy first: a broker that cannot tell what is allowed does not start.
-    std::string policy_dir = policy_dir_for(options.config_path.empty() ? m_default_config_path : options.config_path);
-    if (options.config_path.empty()) {
-        if (auto remembered = sys::read_file(m_paths.state + "/policy-dir", 4096); remembered.has_value())
-            policy_dir = remembered.value().empty() || ::access(remembered.value().c_str(), F_OK) == 0 ? remembered.value() : policy_dir;
-    }
-    TRY(load_policy(policy_dir));
+    // The policy first: a broker that cannot tell what is allowed does not start. It is the one
+    // applied with the current generation (policy.d may have been edited since: that takes an
+    // apply); a generation from before policies were kept falls back to the directory on disk.
     auto current = TRY(m_db->current_generation());
+    std::string policy_dir = policy_dir_for(options.config_path.empty() ? m_default_config_path : options.config_path);
+    std::string policy_snapshot;
+    if (current && options.config_path.empty() && !current->policy.empty()) {
+        auto stored = TRY_CTX(policy_from_snapshot(current->policy), "the policy of generation " + std::to_string(current->id));
+        policy_snapshot = stored.snapshot;
+        std::string where = (stored.dir.empty() ? std::string("embedded default policy") : stored.dir) + " as applied with generation " + std::to_string(current->id);
+        use_policy(std::move(stored), where);
+        log("policy: " + std::to_string(m_policy.rules.size()) + " rules from " + m_policy_source);
+    } else {
+        if (options.config_path.empty()) {
+            if (auto remembered = sys::read_file(m_paths.state + "/policy-dir", 4096); remembered.has_value())
+                policy_dir = remembered.value().empty() || ::access(remembered.value().c_str(), F_OK) == 0 ? remembered.value() : policy_dir;
+        }
+        auto loaded = TRY_CTX(read_policy(policy_dir), "the policy is invalid");
+        policy_snapshot = loaded.snapshot;
+        use_policy(std::move(loaded), policy_dir.empty() ? "embedded default policy" : policy_dir);
+        remember_policy_dir(policy_dir);
+        log("policy: " + std::to_string(m_policy.rules.size()) + " rules from " + m_policy_source);
+    }
     std::string text;
     std::string source;
     if (current && options.config_path.empty()) {
@@ -356,7 +371,7 @@ Status Broker::start_from_configuration(Options const& options)
         return {};
     }
     int exit_code = 0;
-    auto applied = apply_config(text, source, false, std::nullopt, exit_code);
+    auto applied = apply_config(text, source, false, std::nullopt, exit_code, policy_snapshot);
     if (applied.is_error())
         return applied.release_error();
     for (auto const& line : applied.value())
@@ -886,7 +901,7 @@ void Broker::stop_compartment(std::string const& name, std::string const& why)
 // ---- apply ----
 
 Result<std::vector<std::string>> Broker::apply_config(std::string const& text, std::string const& source, bool dry_run,
-    std::optional<int64_t> rollback_to, int& exit_code)
+    std::optional<int64_t> rollback_to, int& exit_code, std::string const& policy_snapshot)
 {
     exit_code = 2;
     auto parsed = config::parse_system_config(text, source);
@@ -953,7 +968,7 @@ Result<std::vector<std::string>> Broker::apply_config(std::string const& text, s
                 failure = stored.release_error();
                 failed = true;
             }
-        } else if (auto added = m_db->add_generation(source, text); added.is_error()) {
+        } else if (auto added = m_db->add_generation(source, text, policy_snapshot); added.is_error()) {
             failure = added.release_error();
             failed = true;
         } else {

@@ -135,8 +135,9 @@ private:
 
     // Validates `text`, then (unless dry_run) makes the running system match it, or returns
     // to the previous state. `exit_code` is 2 for an invalid configuration, 125 otherwise.
+    // `policy_snapshot` is stored with a new generation (LoadedPolicy::snapshot).
     Result<std::vector<std::string>> apply_config(std::string const& text, std::string const& source, bool dry_run,
-        std::optional<int64_t> rollback_to, int& exit_code);
+        std::optional<int64_t> rollback_to, int& exit_code, std::string const& policy_snapshot = {});
 
     // event loop
     void watch(int fd, std::string const& name, int kind);
@@ -154,9 +155,21 @@ private:
     void log(std::string const& message) const;
 
     // calls (calls.cpp)
+    // A policy as read, and everything it was read from (the directory, each file's text and each
+    // listing, as JSON), so that a generation keeps the very policy applied with it.
+    struct LoadedPolicy {
+        policy::Policy policy;
+        std::string snapshot;
+        std::string dir; // "" for the embedded default policy
+    };
+    // Reads policy.d (or the embedded default policy when `policy_dir` is empty) from the disk.
+    Result<LoadedPolicy> read_policy(std::string const& policy_dir) const;
+    // Parses a snapshot again, reading nothing from the disk.
+    Result<LoadedPolicy> policy_from_snapshot(std::string const& snapshot) const;
+    // Puts a policy in force (and remembers its directory for brokers with generations without one).
+    void use_policy(LoadedPolicy loaded, std::string const& source);
     Status load_policy(std::string const& policy_dir);
     void remember_policy_dir(std::string const& policy_dir);
-    Result<policy::Policy> read_policy(std::string const& policy_dir) const;
     void on_caller_accepted(Live& live, sys::UniqueFd connection, pid_t pid);
     void on_caller_readable(int fd);
     void close_caller(int fd);

@@ -18,6 +18,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <nlohmann/json.hpp>
 #include <fcntl.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -64,14 +65,62 @@ policy::TargetKind target_kind_of(std::string const& target, std::string& templ)
 
 // ---- policy ----
 
-Result<policy::Policy> Broker::read_policy(std::string const& policy_dir) const
+Result<Broker::LoadedPolicy> Broker::read_policy(std::string const& policy_dir) const
 {
+    using nlohmann::json;
     if (policy_dir.empty())
-        return policy::parse(policy::default_policy_text(), "embedded default policy", {});
+        return LoadedPolicy {TRY(policy::parse(policy::default_policy_text(), "embedded default policy", {})), json {{"dir", ""}}.dump(), ""};
+    json files = json::object(), dirs = json::object();
     policy::Reader reader;
-    reader.read_file = [](std::string const& path) { return sys::read_file(path, 16 << 20); };
-    reader.list_dir = [](std::string const& dir) { return sys::list_directory(dir); };
-    return policy::parse_dir(policy_dir, reader);
+    reader.read_file = [&files](std::string const& path) -> Result<std::string> {
+        auto text = TRY(sys::read_file(path, 16 << 20));
+        files[path] = text;
+        return text;
+    };
+    reader.list_dir = [&dirs](std::string const& dir) -> Result<std::vector<std::string>> {
+        auto names = TRY(sys::list_directory(dir));
+        dirs[dir] = names;
+        return names;
+    };
+    auto parsed = TRY(policy::parse_dir(policy_dir, reader));
+    json snapshot {{"dir", policy_dir}, {"files", files}, {"dirs", dirs}};
+    return LoadedPolicy {std::move(parsed), snapshot.dump(-1, ' ', false, json::error_handler_t::replace), policy_dir};
+}
+
+Result<Broker::LoadedPolicy> Broker::policy_from_snapshot(std::string const& snapshot) const
+{
+    using nlohmann::json;
+    json stored = json::parse(snapshot, nullptr, false);
+    if (stored.is_discarded() || !stored.is_object() || !stored.contains("dir") || !stored["dir"].is_string())
+        return Error::from_message("the stored policy is damaged");
+    std::string dir = stored["dir"].get<std::string>();
+    if (dir.empty())
+        return read_policy({});
+    json const files = stored.value("files", json::object()), dirs = stored.value("dirs", json::object());
+    policy::Reader reader;
+    reader.read_file = [&files](std::string const& path) -> Result<std::string> {
+        auto found = files.find(path);
+        if (found == files.end() || !found->is_string())
+            return Error::from_syscall("open", path, ENOENT);
+        return found->get<std::string>();
+    };
+    reader.list_dir = [&dirs](std::string const& path) -> Result<std::vector<std::string>> {
+        auto found = dirs.find(path);
+        if (found == dirs.end() || !found->is_array())
+            return Error::from_syscall("opendir", path, ENOENT);
+        std::vector<std::string> names;
+        for (auto const& name : *found)
+            if (name.is_string())
+                names.push_back(name.get<std::string>());
+        return names;
+    };
+    return LoadedPolicy {TRY(policy::parse_dir(dir, reader)), snapshot, dir};
+}
+
+void Broker::use_policy(LoadedPolicy loaded, std::string const& source)
+{
+    m_policy = std::move(loaded.policy);
+    m_policy_source = source;
 }
 
 // policy.d beside an absolute configuration path; "" (the embedded default policy) otherwise.
@@ -94,8 +143,7 @@ void Broker::remember_policy_dir(std::string const& policy_dir)
 
 Status Broker::load_policy(std::string const& policy_dir)
 {
-    m_policy = TRY_CTX(read_policy(policy_dir), "the policy is invalid");
-    m_policy_source = policy_dir.empty() ? "embedded default policy" : policy_dir;
+    use_policy(TRY_CTX(read_policy(policy_dir), "the policy is invalid"), policy_dir.empty() ? "embedded default policy" : policy_dir);
     // Remembered, so that the next broker loads the same policy whatever path `apply` was given.
     remember_policy_dir(policy_dir);
     log("policy: " + std::to_string(m_policy.rules.size()) + " rules from " + m_policy_source);

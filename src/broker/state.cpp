@@ -11,7 +11,8 @@ namespace {
 constexpr char const* schema = R"sql(
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS generations(
-  id INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL, source TEXT NOT NULL, config TEXT NOT NULL);
+  id INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL, source TEXT NOT NULL, config TEXT NOT NULL,
+  policy TEXT NOT NULL DEFAULT '');
 CREATE TABLE IF NOT EXISTS slots(name TEXT PRIMARY KEY, slot INTEGER NOT NULL UNIQUE);
 CREATE TABLE IF NOT EXISTS running(
   name TEXT PRIMARY KEY, pid INTEGER NOT NULL, start_time INTEGER NOT NULL, slot INTEGER NOT NULL,
@@ -68,7 +69,7 @@ private:
 
 Generation read_generation(Statement const& statement)
 {
-    return {statement.integer(0), statement.integer(1), statement.text(2), statement.text(3)};
+    return {statement.integer(0), statement.integer(1), statement.text(2), statement.text(3), statement.text(4)};
 }
 
 } // namespace
@@ -82,6 +83,14 @@ Result<StateDb> StateDb::open(std::string const& path)
     sqlite3_busy_timeout(db.m_db, 5000);
     TRY(db.exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;"));
     TRY(db.exec(schema));
+    // Databases from before generations kept their policy get the column (empty: not stored).
+    bool has_policy = false;
+    {
+        Statement columns(db.m_db, "SELECT 1 FROM pragma_table_info('generations') WHERE name = 'policy'");
+        has_policy = TRY(columns.step());
+    }
+    if (!has_policy)
+        TRY(db.exec("ALTER TABLE generations ADD COLUMN policy TEXT NOT NULL DEFAULT ''"));
     return db;
 }
 
@@ -114,7 +123,7 @@ Status StateDb::exec(char const* sql)
 
 Result<std::optional<Generation>> StateDb::current_generation()
 {
-    Statement statement(m_db, "SELECT g.id, g.applied_at, g.source, g.config FROM generations g "
+    Statement statement(m_db, "SELECT g.id, g.applied_at, g.source, g.config, g.policy FROM generations g "
                               "JOIN meta m ON m.key = 'current_generation' AND m.value = g.id");
     if (!TRY(statement.step()))
         return std::optional<Generation>();
@@ -123,17 +132,17 @@ Result<std::optional<Generation>> StateDb::current_generation()
 
 Result<std::optional<Generation>> StateDb::generation_before(int64_t id)
 {
-    Statement statement(m_db, "SELECT id, applied_at, source, config FROM generations WHERE id < ? ORDER BY id DESC LIMIT 1");
+    Statement statement(m_db, "SELECT id, applied_at, source, config, policy FROM generations WHERE id < ? ORDER BY id DESC LIMIT 1");
     statement.bind(1, id);
     if (!TRY(statement.step()))
         return std::optional<Generation>();
     return std::optional<Generation>(read_generation(statement));
 }
 
-Result<int64_t> StateDb::add_generation(std::string const& source, std::string const& config)
+Result<int64_t> StateDb::add_generation(std::string const& source, std::string const& config, std::string const& policy)
 {
-    Statement statement(m_db, "INSERT INTO generations(applied_at, source, config) VALUES(?, ?, ?)");
-    statement.bind(1, static_cast<int64_t>(::time(nullptr))).bind(2, source).bind(3, config);
+    Statement statement(m_db, "INSERT INTO generations(applied_at, source, config, policy) VALUES(?, ?, ?, ?)");
+    statement.bind(1, static_cast<int64_t>(::time(nullptr))).bind(2, source).bind(3, config).bind(4, policy);
     TRY(statement.step());
     return sqlite3_last_insert_rowid(m_db);
 }
@@ -149,7 +158,7 @@ Status StateDb::set_current_generation(int64_t id)
 
 Result<std::vector<Generation>> StateDb::generations()
 {
-    Statement statement(m_db, "SELECT id, applied_at, source, config FROM generations ORDER BY id");
+    Statement statement(m_db, "SELECT id, applied_at, source, config, policy FROM generations ORDER BY id");
     std::vector<Generation> all;
     while (TRY(statement.step()))
         all.push_back(read_generation(statement));

@@ -20,6 +20,8 @@ struct Generation {
     int64_t applied_at = 0; // unix seconds
     std::string source;     // file name it came from, or "embedded default"
     std::string config;     // the configuration text as applied
+    std::string policy;     // the policy as applied with it (Broker::read_policy's snapshot); "" in
+                            // generations from before policies were kept
 };
 
 struct RunningRecord {
@@ -40,7 +42,7 @@ public:
 
     Result<std::optional<Generation>> current_generation();
     Result<std::optional<Generation>> generation_before(int64_t id);
-    Result<int64_t> add_generation(std::string const& source, std::string const& config);
+    Result<int64_t> add_generation(std::string const& source, std::string const& config, std::string const& policy);
     Status set_current_generation(int64_t id);
     Result<std::vector<Generation>> generations();
 

@@ -260,6 +260,28 @@ printf '%s.Echo * work vault alow\n' "$P" >>"$ROOT/bad/policy.d/10-calls.policy"
 check invalid-policy-refused 2 "10-calls.policy:13:" -- "$B" apply "$ROOT/bad/system.toml"
 check old-policy-still-in-force 0 "uid=1000" -- "$B" run work -- sh -c "echo | bulkhead-call vault $P.Echo"
 
+# ---- the policy belongs to its generation: rollback brings it back; an edit on disk needs an apply ----
+printf '%s.Empty * work vault deny\n' "$P" >"$ROOT/etc/policy.d/05-generation.policy"
+check generation-policy-applied 0 "policy: 16 rules" -- "$B" apply "$ROOT/etc/system.toml"
+check generation-new-policy-denies 126 "05-generation.policy:1" -- "$B" run work -- bulkhead-call vault "$P.Empty"
+check rollback-restores-policy 0 "15 rules as applied with generation" -- "$B" rollback
+check rollback-policy-allows-again 0 "" -- "$B" run work -- bulkhead-call vault "$P.Empty"
+# A broken file in policy.d (not applied) does not keep a restarted broker from starting: it starts
+# with the policy of its current generation.
+printf 'this is not a rule\n' >"$ROOT/etc/policy.d/06-broken.policy"
+kill "$DAEMON"
+wait "$DAEMON" 2>/dev/null
+"$B" daemon --root "$ROOT" --ask-timeout 3 >>"$LOG" 2>&1 &
+DAEMON=$!
+for _ in $(seq 100); do
+    "$B" ls >/dev/null 2>&1 && break
+    sleep 0.1
+done
+grep -q "policy: 15 rules from $ROOT/etc/policy.d as applied with generation" "$LOG" && pass "restart-uses-generation-policy" || fail "restart-uses-generation-policy: $(grep 'policy:' "$LOG" | tail -2)"
+check restart-policy-in-force 0 "" -- "$B" run work -- bulkhead-call vault "$P.Empty"
+check broken-edit-refused-at-apply 2 "06-broken.policy:1:" -- "$B" apply "$ROOT/etc/system.toml"
+rm -f "$ROOT/etc/policy.d/05-generation.policy" "$ROOT/etc/policy.d/06-broken.policy"
+
 # ---- hostile callers: garbage and impostor hellos are cut off, nothing else happens ----
 out=$("$B" run work -- python3 -c '
 import socket
