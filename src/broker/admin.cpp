@@ -525,6 +525,8 @@ void Broker::admin_audit(int client, uint64_t after, uint32_t limit)
 
 void Broker::admin_audit_verify(int client)
 {
+    flush_audit(); // the head compared against is the last record written
+
     auto contents = sys::read_file(m_audit_path, size_t(1) << 34);
     if (contents.is_error())
         return reply_error(client, contents.error().message(), 125);

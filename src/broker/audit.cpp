@@ -357,7 +357,7 @@ Result<Log> Log::open(std::string const& path)
     return log;
 }
 
-Status Log::append(Record& record)
+Status Log::append(Record& record, bool sync)
 {
     if (m_last_seq == std::numeric_limits<uint64_t>::max())
         return Error::from_message("audit log: seq cannot go past 2^64-1");
@@ -390,8 +390,17 @@ Status Log::append(Record& record)
     // The line is in the file: the next record follows it even if it is not yet on the disk.
     m_last_seq = record.seq;
     m_last_hash = record.hash;
+    m_unsynced = true;
+    return sync ? this->sync() : Status();
+}
+
+Status Log::sync()
+{
+    if (!m_unsynced)
+        return {};
     if (::fdatasync(m_fd.get()) < 0)
         return Error::from_syscall("fdatasync", "audit log", errno);
+    m_unsynced = false;
     return {};
 }
 

@@ -54,12 +54,17 @@ public:
     // Fills in seq, time, prev and hash, bounds the other fields (names 128 bytes, arg and detail
     // 256, rule 1024, cut with "…"; bytes that are not UTF-8 become U+FFFD), then appends the line
     // (one write, then fdatasync). A failed write is taken back (the file is cut to its old size).
-    Status append(Record& record);
+    // With `sync` false the line is written (it is in the file, and survives the broker) but not
+    // yet flushed to the disk: sync() does that, once for any number of such records.
+    Status append(Record& record, bool sync = true);
+    Status sync();
+    bool unsynced() const { return m_unsynced; }
     uint64_t last_seq() const { return m_last_seq; }
     std::string const& last_hash() const { return m_last_hash; }
 
 private:
     sys::UniqueFd m_fd;
+    bool m_unsynced = false;
     uint64_t m_last_seq = 0;
     std::string m_last_hash;
 };

@@ -474,7 +474,10 @@ Status Broker::serve()
                 break;
             }
         }
+        // The calls of this turn have their records in the log already; now they reach the disk.
+        flush_audit();
     }
+    flush_audit();
     log("stopping; compartments keep running and are reattached by the next broker");
     if (m_live.empty())
         (void)m_cgroups->remove_if_empty();

@@ -186,7 +186,12 @@ private:
     void pause_listener(Live& live, bool paused);
     void expire_asks(int64_t now_ms);
     int next_timeout_ms(int64_t now_ms) const;
-    void record(audit::Record record);
+    // Appends to the audit log. `Later`: the line is written now, before the decision takes effect,
+    // and flushed to the disk (with the head stored in SQLite) by flush_audit() at the end of the
+    // loop's turn, off the call's critical path and once for every record of that turn.
+    enum class Durability { Now, Later };
+    void record(audit::Record record, Durability durability = Durability::Now);
+    void flush_audit();
     void admin_policy_check(int client, std::string const& source, std::string const& target, std::string const& service,
         std::string const& arg, bool explain);
     void admin_pending(int client);
@@ -235,6 +240,7 @@ private:
     policy::Policy m_policy;
     std::string m_policy_source;         // the policy.d directory, or "embedded default policy"
     std::optional<audit::Log> m_audit;
+    uint64_t m_audit_head_stored = 0; // the last seq whose head is in SQLite (flush_audit)
     std::string m_audit_path;
     int m_ask_timeout_ms = 60000;
     bool m_throttled = false;            // some listener is paused until tokens refill

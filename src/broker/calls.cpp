@@ -166,16 +166,27 @@ policy::Party Broker::party_of(std::string const& name) const
     return party;
 }
 
-void Broker::record(audit::Record entry)
+void Broker::record(audit::Record entry, Durability durability)
 {
     if (!m_audit)
         return;
-    if (auto appended = m_audit->append(entry); appended.is_error()) {
+    if (auto appended = m_audit->append(entry, durability == Durability::Now); appended.is_error()) {
         log("audit log: " + appended.error().message());
         return;
     }
+    if (durability == Durability::Now)
+        flush_audit();
+}
+
+void Broker::flush_audit()
+{
+    if (!m_audit || m_audit_head_stored == m_audit->last_seq())
+        return;
+    if (auto synced = m_audit->sync(); synced.is_error())
+        log("audit log: " + synced.error().message());
     if (auto stored = m_db->set_audit_head(m_audit->last_seq(), m_audit->last_hash()); stored.is_error())
         log("audit log: " + stored.error().message());
+    m_audit_head_stored = m_audit->last_seq();
 }
 
 // ---- caller connections ----
@@ -363,14 +374,14 @@ void Broker::route_call(int fd, wire::Call const& call_in)
         if (request.disposable_template.empty() || settings == nullptr || !settings->disposable_template) {
             entry.verdict = "deny";
             entry.detail = "no such disposable template";
-            record(entry);
+            record(entry, Durability::Later);
             return refuse_call(fd, 126, "denied: '" + call.target + "' names no disposable template");
         }
     } else if (request.target_kind == policy::TargetKind::Compartment) {
         if (m_config.find_compartment(call.target) == nullptr && !m_live.contains(call.target)) {
             entry.verdict = "deny";
             entry.detail = "no such compartment";
-            record(entry);
+            record(entry, Durability::Later);
             return refuse_call(fd, 126, "denied: no compartment named '" + call.target + "'");
         }
         request.target = party_of(call.target);
@@ -382,7 +393,7 @@ void Broker::route_call(int fd, wire::Call const& call_in)
     std::string const where = policy::decision_where(m_policy, decision);
     entry.verdict = std::string(policy::action_name(decision.action));
     entry.rule = where;
-    record(entry);
+    record(entry, Durability::Later);
     if (decision.action == policy::Action::Deny)
         return refuse_call(fd, 126, "denied by policy (" + where + ")");
     if (decision.action == policy::Action::Ask) {

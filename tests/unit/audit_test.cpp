@@ -236,6 +236,26 @@ TEST_F(AuditLog, ReopenedLogContinuesTheChain)
     EXPECT_EQ(log.value().last_hash(), parsed(all[4]).hash);
 }
 
+TEST_F(AuditLog, RecordsWrittenBeforeTheirSyncAreInTheFileAndChain)
+{
+    auto log = Log::open(m_path);
+    ASSERT_TRUE(log.has_value());
+    EXPECT_FALSE(log.value().unsynced());
+    for (int i = 0; i < 3; ++i) {
+        Record record {.kind = "call", .caller = "work", .target = "vault", .service = "my.Sign", .verdict = "allow"};
+        ASSERT_TRUE(log.value().append(record, false).has_value());
+        EXPECT_TRUE(log.value().unsynced());
+        EXPECT_EQ(lines().size(), size_t(i + 1)); // written at once, before any sync
+    }
+    ASSERT_TRUE(log.value().sync().has_value());
+    EXPECT_FALSE(log.value().unsynced());
+    Record synced {.kind = "admin", .caller = "@host", .service = "apply", .verdict = "ok"};
+    ASSERT_TRUE(log.value().append(synced).has_value());
+    EXPECT_FALSE(log.value().unsynced());
+    EXPECT_EQ(lines().size(), 4U);
+    EXPECT_TRUE(problems(joined(lines()), head()).empty());
+}
+
 TEST_F(AuditLog, OpensAnEmptyFileAtTheStartAndCreatesIt0600)
 {
     {
