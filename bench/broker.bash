@@ -6,6 +6,8 @@
 #                                    BENCH_DAEMON (its pid), BENCH_LOG (its log) and installs the
 #                                    EXIT trap that stops everything again (bench_broker_cleanup)
 #   bench_ls_json                    `bulkhead ls --json` of that broker
+#   bench_empty_service              installs an empty service (`exit 0`) for the calls benchmarks,
+#                                    named in bench_service, removed again by the clean-up
 #   bench_bwrap_peer                 fills the array bench_bwrap with start.sh's bwrap command line,
 #                                    without the command (append the command yourself)
 
@@ -106,6 +108,15 @@ bench_broker_cleanup() {
     fi
     rm -rf --one-file-system "$BENCH_ROOT"
     exit $status
+}
+
+bench_empty_service() {
+    # The target finds services under /usr/lib/bulkhead/services (the host template shares /usr).
+    bench_service=bulkhead-bench-$$.Empty
+    mkdir -p /usr/lib/bulkhead/services
+    printf '#!/bin/sh\nexit 0\n' >"/usr/lib/bulkhead/services/$bench_service"
+    chmod 755 "/usr/lib/bulkhead/services/$bench_service"
+    bench_extra_cleanup+=("rm -f /usr/lib/bulkhead/services/$bench_service; rmdir /usr/lib/bulkhead/services /usr/lib/bulkhead")
 }
 
 bench_bwrap_peer() {

@@ -29,12 +29,8 @@ warmup=$((BENCH_WARMUP < 10 ? BENCH_WARMUP : 10))
 flood_calls=10000
 flood_loops=${BENCH_FLOOD_LOOPS:-8}
 flood_wait=${BENCH_FLOOD_WAIT:-0}
-# The target finds services under /usr/lib/bulkhead/services (the host template shares /usr).
-service=bulkhead-bench-$$.Empty
-mkdir -p /usr/lib/bulkhead/services
-printf '#!/bin/sh\nexit 0\n' >"/usr/lib/bulkhead/services/$service"
-chmod 755 "/usr/lib/bulkhead/services/$service"
-bench_extra_cleanup+=("rm -f /usr/lib/bulkhead/services/$service; rmdir /usr/lib/bulkhead/services /usr/lib/bulkhead")
+bench_empty_service
+service=$bench_service
 
 bench_broker_start '[templates.host]
 kind = "host"

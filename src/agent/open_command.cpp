@@ -17,6 +17,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
+#include <optional>
 #include <poll.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
@@ -44,13 +45,19 @@ bool same_file(struct stat const& a, struct stat const& b)
 bool copy_exactly(int in, int out, uint64_t size, uint64_t& copied)
 {
     copied = 0;
+    bool by_sendfile = true; // until the kernel says it cannot (e.g. from a socket)
     std::vector<char> buffer;
     while (copied < size) {
         size_t chunk = static_cast<size_t>(std::min<uint64_t>(size - copied, 1 << 20));
-        ssize_t n = buffer.empty() ? ::sendfile(out, in, nullptr, chunk) : -1;
-        if (n < 0 && (errno == EINVAL || errno == ENOSYS || !buffer.empty())) {
-            if (buffer.empty())
+        ssize_t n = -1;
+        if (by_sendfile) {
+            n = ::sendfile(out, in, nullptr, chunk);
+            if (n < 0 && (errno == EINVAL || errno == ENOSYS)) {
+                by_sendfile = false;
                 buffer.resize(1 << 16);
+                continue;
+            }
+        } else {
             n = ::read(in, buffer.data(), std::min(chunk, buffer.size()));
             if (n > 0 && !write_all(out, buffer.data(), static_cast<size_t>(n)))
                 return false;
@@ -146,6 +153,18 @@ Answer receive_answer(Connection& call, bool view_only, std::string const& direc
     std::vector<char> buffer(1 << 16);
     std::vector<opener::Event> events;
     bool output = true, errors = true;
+    // What comes from the disposable reaches a terminal only with its control characters defused.
+    std::optional<opener::TerminalFilter> to_stdout, to_stderr;
+    if (::isatty(1))
+        to_stdout.emplace();
+    if (::isatty(2))
+        to_stderr.emplace();
+    auto show = [](int fd, std::optional<opener::TerminalFilter>& filter, std::span<uint8_t const> bytes) {
+        if (!filter)
+            return write_all(fd, reinterpret_cast<char const*>(bytes.data()), bytes.size());
+        std::string safe = filter->filter(bytes);
+        return write_all(fd, safe.data(), safe.size());
+    };
     while (output || errors) {
         pollfd fds[2] = {{output ? call.stream.get() : -1, POLLIN, 0}, {errors ? call.errors.get() : -1, POLLIN, 0}};
         if (::poll(fds, 2, -1) < 0) {
@@ -155,7 +174,7 @@ Answer receive_answer(Connection& call, bool view_only, std::string const& direc
         }
         if (errors && fds[1].revents) {
             ssize_t n = ::read(call.errors.get(), buffer.data(), buffer.size());
-            if (n <= 0 || !write_all(2, buffer.data(), static_cast<size_t>(n)))
+            if (n <= 0 || !show(2, to_stderr, {reinterpret_cast<uint8_t const*>(buffer.data()), static_cast<size_t>(n)}))
                 errors = false;
         }
         if (!output || !fds[0].revents)
@@ -172,7 +191,7 @@ Answer receive_answer(Connection& call, bool view_only, std::string const& direc
         for (auto const& event : events) {
             switch (event.kind) {
             case opener::Event::Kind::Output:
-                (void)write_all(1, reinterpret_cast<char const*>(event.data.data()), event.data.size());
+                (void)show(1, to_stdout, event.data);
                 break;
             case opener::Event::Kind::EditedBegin: {
                 std::string pattern = directory + "/.bulkhead-open-XXXXXX";

@@ -277,8 +277,7 @@ void Broker::admin_apply(int client, std::string const& op, std::string const& t
         + (policy_dir.empty() ? std::string("the embedded default policy") : policy_dir);
     changes.push_back(policy_line);
     if (op == "apply") {
-        use_policy(new_policy.release_value(), policy_dir.empty() ? "embedded default policy" : policy_dir);
-        remember_policy_dir(policy_dir);
+        (void)use_policy(new_policy.release_value()); // `changes` says it already
         for (auto const& line : changes)
             log("apply: " + line);
         record({.kind = "admin", .caller = "@host", .service = "apply", .verdict = "ok",
@@ -309,11 +308,7 @@ void Broker::admin_rollback(int client)
     if (result.is_error())
         return reply_error(client, result.error().message(), exit_code);
     if (old_policy) {
-        std::string dir = old_policy->dir;
-        result.value().push_back("policy: " + std::to_string(old_policy->policy.rules.size()) + " rules as applied with generation "
-            + std::to_string(generation.id) + " (" + (dir.empty() ? std::string("the embedded default policy") : dir) + ")");
-        use_policy(std::move(*old_policy), (dir.empty() ? std::string("embedded default policy") : dir) + " as applied with generation " + std::to_string(generation.id));
-        remember_policy_dir(dir);
+        result.value().push_back("policy: " + use_policy(std::move(*old_policy), generation.id));
     } else {
         result.value().push_back("policy: unchanged (generation " + std::to_string(generation.id) + " was applied before policies were kept with generations)");
     }

@@ -323,9 +323,7 @@ Status Broker::start_from_configuration(Options const& options)
     if (current && options.config_path.empty() && !current->policy.empty()) {
         auto stored = TRY_CTX(policy_from_snapshot(current->policy), "the policy of generation " + std::to_string(current->id));
         policy_snapshot = stored.snapshot;
-        std::string where = (stored.dir.empty() ? std::string("embedded default policy") : stored.dir) + " as applied with generation " + std::to_string(current->id);
-        use_policy(std::move(stored), where);
-        log("policy: " + std::to_string(m_policy.rules.size()) + " rules from " + m_policy_source);
+        log("policy: " + use_policy(std::move(stored), current->id));
     } else {
         if (options.config_path.empty()) {
             if (auto remembered = sys::read_file(m_paths.state + "/policy-dir", 4096); remembered.has_value())
@@ -333,9 +331,7 @@ Status Broker::start_from_configuration(Options const& options)
         }
         auto loaded = TRY_CTX(read_policy(policy_dir), "the policy is invalid");
         policy_snapshot = loaded.snapshot;
-        use_policy(std::move(loaded), policy_dir.empty() ? "embedded default policy" : policy_dir);
-        remember_policy_dir(policy_dir);
-        log("policy: " + std::to_string(m_policy.rules.size()) + " rules from " + m_policy_source);
+        log("policy: " + use_policy(std::move(loaded)));
     }
     std::string text;
     std::string source;

@@ -166,9 +166,9 @@ private:
     Result<LoadedPolicy> read_policy(std::string const& policy_dir) const;
     // Parses a snapshot again, reading nothing from the disk.
     Result<LoadedPolicy> policy_from_snapshot(std::string const& snapshot) const;
-    // Puts a policy in force (and remembers its directory for brokers with generations without one).
-    void use_policy(LoadedPolicy loaded, std::string const& source);
-    Status load_policy(std::string const& policy_dir);
+    // Puts a policy in force and remembers its directory (for generations that keep no policy);
+    // returns "N rules from WHERE". `generation`: the policy came from that generation's snapshot.
+    std::string use_policy(LoadedPolicy loaded, std::optional<int64_t> generation = std::nullopt);
     void remember_policy_dir(std::string const& policy_dir);
     void on_caller_accepted(Live& live, sys::UniqueFd connection, pid_t pid);
     void on_caller_readable(int fd);

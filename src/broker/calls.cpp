@@ -117,10 +117,15 @@ Result<Broker::LoadedPolicy> Broker::policy_from_snapshot(std::string const& sna
     return LoadedPolicy {TRY(policy::parse_dir(dir, reader)), snapshot, dir};
 }
 
-void Broker::use_policy(LoadedPolicy loaded, std::string const& source)
+std::string Broker::use_policy(LoadedPolicy loaded, std::optional<int64_t> generation)
 {
     m_policy = std::move(loaded.policy);
-    m_policy_source = source;
+    m_policy_source = loaded.dir.empty() ? "embedded default policy" : loaded.dir;
+    if (generation)
+        m_policy_source += " as applied with generation " + std::to_string(*generation);
+    // For a broker whose generation keeps no policy of its own (an older database).
+    remember_policy_dir(loaded.dir);
+    return std::to_string(m_policy.rules.size()) + " rules from " + m_policy_source;
 }
 
 // policy.d beside an absolute configuration path; "" (the embedded default policy) otherwise.
@@ -141,14 +146,6 @@ void Broker::remember_policy_dir(std::string const& policy_dir)
         log("remembering the policy directory: " + written.error().message());
 }
 
-Status Broker::load_policy(std::string const& policy_dir)
-{
-    use_policy(TRY_CTX(read_policy(policy_dir), "the policy is invalid"), policy_dir.empty() ? "embedded default policy" : policy_dir);
-    // Remembered, so that the next broker loads the same policy whatever path `apply` was given.
-    remember_policy_dir(policy_dir);
-    log("policy: " + std::to_string(m_policy.rules.size()) + " rules from " + m_policy_source);
-    return {};
-}
 
 policy::Party Broker::party_of(std::string const& name) const
 {

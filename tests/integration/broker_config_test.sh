@@ -8,11 +8,10 @@ set -u
 BULKHEAD=$(realpath "${1:?usage: broker_config_test.sh PATH/TO/bulkhead}")
 HERE=$(cd "$(dirname "$0")" && pwd)
 CORPUS=$HERE/broken-configs
-passed=0
-failed=0
 ROOT=$(mktemp -d /tmp/bulkhead-broker-config-test-XXXXXX)
 LOG=$ROOT/daemon.log
 WORK=$ROOT/work # files of the test itself: stderr captures, the valid configuration
+CHECK_DIR=$WORK
 DAEMON=
 mkdir -p "$WORK"
 
@@ -36,8 +35,8 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-pass() { echo "ok   $1"; passed=$((passed + 1)); }
-fail() { echo "FAIL $1"; failed=$((failed + 1)); }
+# shellcheck source=tests/integration/lib.bash
+source "$HERE/lib.bash"
 
 B=("$BULKHEAD")
 R=(--root "$ROOT")
@@ -47,24 +46,6 @@ generation() { # the generation `ls --json` reports (a top-level key, indented b
     json=$("${B[@]}" ls "${R[@]}" --json 2>/dev/null)
     got=$(sed -n 's/^  "generation": \([0-9][0-9]*\),\{0,1\}$/\1/p' <<<"$json")
     echo "${got:-?}"
-}
-
-check() { # NAME EXPECTED_CODE EXPECTED_OUTPUT_SUBSTRING -- COMMAND...
-    local name=$1 want=$2 needle=$3
-    shift 4
-    local out err code
-    out=$("$@" 2>"$WORK/stderr")
-    code=$?
-    err=$(cat "$WORK/stderr")
-    if [[ $code -ne $want ]]; then
-        fail "$name: exit $code, wanted $want; stdout: $out; stderr: $err"
-        return
-    fi
-    if [[ -n $needle && $err != *"$needle"* && $out != *"$needle"* ]]; then
-        fail "$name: output does not mention '$needle'; stdout: $out; stderr: $err"
-        return
-    fi
-    pass "$name"
 }
 
 check_generation() { # NAME EXPECTED_GENERATION

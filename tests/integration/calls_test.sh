@@ -154,6 +154,12 @@ check open-view-only-keeps-original 0 "" -- "$B" run work -- sh -c 'cd && bulkhe
 check open-failed-command-keeps-edit-beside 3 "kept as /home/user/open.txt.edited" -- "$B" run work -- sh -c 'cd && bulkhead-open-disposable open.txt "f() { echo changed > \"\$1\"; exit 3; }; f"'
 [[ $(in_work 'cat open.txt; cat open.txt.edited') == $'hello new world\nchanged' ]] && pass "open-failed-command-original-intact" || fail "open-failed-command-original-intact: $(in_work 'cat open.txt open.txt.edited')"
 check open-unchanged-file-not-rewritten 0 "" -- "$B" run work -- sh -c 'cd && ino=$(stat -c %i open.txt) && bulkhead-open-disposable open.txt touch && [ "$(stat -c %i open.txt)" = "$ino" ]'
+# On a terminal, what the disposable writes cannot drive it: control sequences arrive defused.
+in_work 'printf "title\033]0;owned\007 clear\033[2J\n" > esc.txt' >/dev/null
+out=$(script -qec "$B run --tty work -- sh -c 'cd && bulkhead-open-disposable esc.txt'" /dev/null 2>&1)
+[[ $out == *"title?]0;owned? clear?[2J"* && $out != *$'\033]0;owned'* && $out != *$'\033[2J'* ]] \
+    && pass "open-defuses-control-sequences-on-a-terminal" || fail "open-defuses-control-sequences-on-a-terminal: $(printf '%q' "$out")"
+check open-passes-bytes-unchanged-to-a-pipe 0 "" -- "$B" run work -- sh -c 'cd && bulkhead-open-disposable esc.txt | cmp - esc.txt'
 check open-missing-file 2 "nothere: No such file" -- "$B" run work -- bulkhead-open-disposable /nothere
 check open-directory 2 "not a regular file" -- "$B" run work -- bulkhead-open-disposable /home/user
 check open-usage 2 "usage: bulkhead-open-disposable" -- "$B" run work -- bulkhead-open-disposable
@@ -264,7 +270,7 @@ check old-policy-still-in-force 0 "uid=1000" -- "$B" run work -- sh -c "echo | b
 printf '%s.Empty * work vault deny\n' "$P" >"$ROOT/etc/policy.d/05-generation.policy"
 check generation-policy-applied 0 "policy: 16 rules" -- "$B" apply "$ROOT/etc/system.toml"
 check generation-new-policy-denies 126 "05-generation.policy:1" -- "$B" run work -- bulkhead-call vault "$P.Empty"
-check rollback-restores-policy 0 "15 rules as applied with generation" -- "$B" rollback
+check rollback-restores-policy 0 "15 rules from $ROOT/etc/policy.d as applied with generation 1" -- "$B" rollback
 check rollback-policy-allows-again 0 "" -- "$B" run work -- bulkhead-call vault "$P.Empty"
 # A broken file in policy.d (not applied) does not keep a restarted broker from starting: it starts
 # with the policy of its current generation.

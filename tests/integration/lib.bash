@@ -1,5 +1,6 @@
 # Shared by the broker's end-to-end tests (sourced, not run). The test sets BULKHEAD (the binary)
-# and ROOT (its temporary --root, where `check` keeps the last command's stderr) first.
+# and ROOT (its temporary --root) first; `check` keeps the last command's stderr in CHECK_DIR
+# (default: ROOT).
 passed=0
 failed=0
 
@@ -10,9 +11,9 @@ check() { # NAME EXPECTED_CODE EXPECTED_OUTPUT_SUBSTRING -- COMMAND...
     local name=$1 want=$2 needle=$3
     shift 4
     local out err code
-    out=$("$@" 2>"$ROOT/stderr")
+    out=$("$@" 2>"${CHECK_DIR:-$ROOT}/stderr")
     code=$?
-    err=$(cat "$ROOT/stderr")
+    err=$(cat "${CHECK_DIR:-$ROOT}/stderr")
     if [[ $code -ne $want ]]; then
         fail "$name: exit $code, wanted $want; stdout: $out; stderr: $err"
         return
