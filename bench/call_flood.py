@@ -6,12 +6,13 @@
         object: the timed calls' milliseconds, the failed calls (exit code and message; they are not
         timed) and the measurement window in wall-clock seconds.
 
-    python3 call_flood.py report FIGURE IDLE_JSON FLOOD_JSON FLOOD_LOG FLOOD_TOTAL FLOOD_LOOPS FLOOD_STOPPED
+    python3 call_flood.py report FIGURE IDLE_JSON FLOOD_JSON FLOOD_LOG FLOOD_TOTAL FLOOD_LOOPS FLOOD_STOPPED THROTTLED
         Run on the host: turns the idle and the flood measurement into one JSON line in
         bench_compare's format (bulkhead = during the flood, peer = idle) with p50/p99 and the
         flood's own counts in the notes. FLOOD_LOG holds one line per flood call ("o TIME" for a call
         that succeeded, "f CODE TIME" for one that failed) and the lines "t0 TIME" / "t1 TIME" at the
-        flood's start and end (TIME: wall-clock seconds).
+        flood's start and end (TIME: wall-clock seconds). THROTTLED: a file holding the broker's log
+        line that says it throttles the flood, empty if it did not before the measurement.
 """
 import json
 import os
@@ -58,7 +59,7 @@ def summary(label, command, times):
             "runs": len(times), "p99_ms": pick(0.99)}
 
 
-def report(figure, idle_file, flood_file, flood_log, total, loops, stopped):
+def report(figure, idle_file, flood_file, flood_log, total, loops, stopped, throttled_file):
     idle, flood = json.load(open(idle_file)), json.load(open(flood_file))
     for name, result in (("idle", idle), ("during the flood", flood)):
         if not result["times"]:
@@ -90,7 +91,13 @@ def report(figure, idle_file, flood_file, flood_log, total, loops, stopped):
                 f"{sum(1 for t in failed if t > w1)} of them after the caller's measurement)" if codes else "")
              + ("; flooder stopped after the measurement (a flood call cut short by the stop fails)" if stopped == "1" else ""),
              f"flood calls finished while the caller was measured: {in_window} in {w1 - w0:.2f} s "
-             f"({in_window / max(w1 - w0, 1e-9):.0f}/s; the throttle: a burst of 200, then 500/s, at most 32 open callers)"]
+             f"({in_window / max(w1 - w0, 1e-9):.0f}/s)"]
+    throttled = open(throttled_file).read().strip()
+    cpus = len(os.sched_getaffinity(0))
+    notes.append((f"the broker throttled the flood before the measurement began: {throttled!r}" if throttled else
+                  "the broker did NOT throttle the flood before the measurement (measured after 300 flood calls)")
+                 + f" (the throttle: a burst of 200 calls, then 20 per second per CPU = {20 * cpus}/s on {cpus} CPUs, "
+                 "at most 32 open callers)")
     done = len(ok) + len(failed)
     if t0 is not None and done:
         end = t1 if t1 is not None else max(ok + failed)
@@ -102,15 +109,15 @@ def report(figure, idle_file, flood_file, flood_log, total, loops, stopped):
             notes.append(f"calls of the caller that FAILED {name}: {len(result['failures'])} (not timed); the first: "
                          f"exit code {first['code']} after {first['ms']:.2f} ms: {first['message']!r}")
     notes.append("timed inside the compartment caller by bench/call_flood.py: posix_spawn to waitpid, idle first, then "
-                 "while flooder runs its loops (measured once the flood has made 300 calls)")
+                 "while flooder runs its loops")
     print(json.dumps({"figure": figure, "bulkhead": o, "peer": p, "ratio": o["median_ms"] / p["median_ms"], "notes": notes}))
 
 
 def main():
     if len(sys.argv) == 6 and sys.argv[1] == "measure":
         measure(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5])
-    elif len(sys.argv) == 9 and sys.argv[1] == "report":
-        report(*sys.argv[2:9])
+    elif len(sys.argv) == 10 and sys.argv[1] == "report":
+        report(*sys.argv[2:10])
     else:
         sys.exit(__doc__)
 

@@ -83,6 +83,7 @@ struct Live {
     bool listener_paused = false;
     double call_tokens = 0;
     int64_t call_tokens_at_ms = -1;
+    int64_t throttle_logged_ms = -1; // when "calls throttled" was last logged for it
 };
 
 // A call from inside a compartment, from its connection until it is answered.
@@ -183,6 +184,8 @@ private:
     policy::Party party_of(std::string const& name) const;
     std::string policy_dir_for(std::string const& config_source) const;
     bool take_call_token(Live& live, int64_t now_ms);
+    double call_tokens_at(Live const& live, int64_t now_ms) const;
+    static double default_call_rate();
     void pause_listener(Live& live, bool paused);
     void expire_asks(int64_t now_ms);
     int next_timeout_ms(int64_t now_ms) const;
@@ -244,6 +247,7 @@ private:
     std::string m_audit_path;
     int m_ask_timeout_ms = 60000;
     bool m_throttled = false;            // some listener is paused until tokens refill
+    double m_call_rate = 40;             // calls per second and compartment, past the burst (calls.cpp)
     bool m_stopping = false;
 };
 

@@ -10,16 +10,21 @@
 //
 // Floods are bounded per compartment: at most max_callers_per_compartment open caller connections
 // (further connections wait in the kernel's backlog, the listener is paused) and a token bucket of
-// calls per second, so that one compartment cannot starve the others or grow the broker.
+// calls per second, so that one compartment cannot starve the others or grow the broker. The
+// bucket refills at calls_per_second_per_cpu for each CPU the broker may run on: a call costs a
+// few process starts (the caller's command, the service), so a machine serves roughly 40 calls per
+// second per CPU; one compartment gets at most half of that, past its burst.
 #include "broker/broker.hpp"
 
 #include "sys/socket.hpp"
 #include "sys/syscalls.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <nlohmann/json.hpp>
 #include <fcntl.h>
+#include <sched.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -35,8 +40,8 @@ constexpr uint32_t max_callers_per_compartment = 32;
 constexpr size_t max_clipboard_bytes = 1 << 20;
 constexpr char const* clipboard_service = "bulkhead.Clipboard";
 constexpr size_t max_asks_per_compartment = 16;
-constexpr double call_rate_per_second = 500;
 constexpr double call_burst = 200;
+constexpr double calls_per_second_per_cpu = 20;
 // Where a service's executable is looked for inside the target, first to last (DESIGN.md).
 constexpr char const* service_runner = "/run/bulkhead/bin/bulkhead-service";
 
@@ -196,6 +201,21 @@ void Broker::on_caller_accepted(Live& live, UniqueFd connection, pid_t pid)
     ++live.callers;
     if (live.callers >= max_callers_per_compartment)
         pause_listener(live, true);
+    // Over its rate: this call is served, further connections wait in the kernel's backlog until
+    // the bucket refills (expire_asks resumes the listener), so the calls go on one at a time.
+    int64_t const now = sys::monotonic_ms();
+    if (!take_call_token(live, now)) {
+        pause_listener(live, true);
+        m_throttled = true;
+        // Said at most once a minute per compartment: a flood would otherwise flood the log.
+        if (live.throttle_logged_ms < 0 || now - live.throttle_logged_ms >= 60000) {
+            live.throttle_logged_ms = now;
+            char rate[32];
+            std::snprintf(rate, sizeof(rate), "%.0f", m_call_rate);
+            log(live.name + ": calls throttled: more than " + std::to_string(int(call_burst)) + " at once, then " + rate
+                + " per second (its further calls wait)");
+        }
+    }
 }
 
 void Broker::pause_listener(Live& live, bool paused)
@@ -238,18 +258,30 @@ void Broker::refuse_call(int fd, uint32_t exit_code, std::string const& message)
     close_caller(fd);
 }
 
-// Refills the bucket and takes one token. The bucket may go below zero by the calls already
-// accepted (at most max_callers_per_compartment); the listener stays paused until it is back at 1.
+// Refills the bucket and takes one token for a connection just accepted; false when the bucket is
+// below 1 after it: the listener then stays paused until the bucket is back at 1.
 bool Broker::take_call_token(Live& live, int64_t now_ms)
 {
-    if (live.call_tokens_at_ms < 0) {
-        live.call_tokens = call_burst;
-        live.call_tokens_at_ms = now_ms;
-    }
-    live.call_tokens = std::min(call_burst, live.call_tokens + (now_ms - live.call_tokens_at_ms) * call_rate_per_second / 1000.0);
+    live.call_tokens = call_tokens_at(live, now_ms) - 1;
     live.call_tokens_at_ms = now_ms;
-    live.call_tokens -= 1;
     return live.call_tokens >= 1;
+}
+
+// calls_per_second_per_cpu for every CPU the broker may run on.
+double Broker::default_call_rate()
+{
+    cpu_set_t cpus;
+    CPU_ZERO(&cpus);
+    int count = ::sched_getaffinity(0, sizeof(cpus), &cpus) == 0 ? CPU_COUNT(&cpus) : 1;
+    return calls_per_second_per_cpu * std::max(count, 1);
+}
+
+// The bucket's tokens at `now_ms` (full before the compartment's first call).
+double Broker::call_tokens_at(Live const& live, int64_t now_ms) const
+{
+    if (live.call_tokens_at_ms < 0)
+        return call_burst;
+    return std::min(call_burst, live.call_tokens + double(now_ms - live.call_tokens_at_ms) * m_call_rate / 1000.0);
 }
 
 void Broker::on_caller_readable(int fd)
@@ -276,12 +308,6 @@ void Broker::on_caller_readable(int fd)
     auto live = m_live.find(caller.compartment);
     if (live == m_live.end())
         return close_caller(fd);
-    // Over its rate: this call is served, new connections wait in the kernel's backlog until the
-    // bucket refills (expire_asks resumes the listener).
-    if (!take_call_token(live->second, sys::monotonic_ms())) {
-        pause_listener(live->second, true);
-        m_throttled = true;
-    }
     auto& fds = received.value().fds;
     bool clipboard_copy = call.value().service == clipboard_service && call.value().arg == "copy";
     if (fds.size() != (clipboard_copy ? 1U : 0U)) {
@@ -547,7 +573,7 @@ void Broker::expire_asks(int64_t now_ms)
     for (auto& [name, live] : m_live) {
         if (!live.listener_paused)
             continue;
-        double tokens = std::min(call_burst, live.call_tokens + (now_ms - live.call_tokens_at_ms) * call_rate_per_second / 1000.0);
+        double tokens = call_tokens_at(live, now_ms);
         if (tokens >= 1 && live.callers < max_callers_per_compartment)
             pause_listener(live, false);
         else if (tokens < 1)
@@ -560,8 +586,16 @@ int Broker::next_timeout_ms(int64_t now_ms) const
     int64_t timeout = -1;
     for (auto const& [id, ask] : m_asks)
         timeout = timeout < 0 ? ask.deadline_ms - now_ms : std::min(timeout, ask.deadline_ms - now_ms);
-    if (m_throttled)
-        timeout = timeout < 0 ? 2 : std::min<int64_t>(timeout, 2);
+    // A throttled compartment's listener comes back when its bucket reaches 1 token.
+    if (m_throttled) {
+        for (auto const& [name, live] : m_live) {
+            double missing = 1 - call_tokens_at(live, now_ms);
+            if (!live.listener_paused || missing <= 0)
+                continue;
+            auto wait = static_cast<int64_t>(std::ceil(missing * 1000 / m_call_rate));
+            timeout = timeout < 0 ? wait : std::min(timeout, wait);
+        }
+    }
     if (timeout < 0)
         return -1;
     return static_cast<int>(std::max<int64_t>(timeout, 0));

@@ -300,12 +300,16 @@ for payload in [b"\xff" * 100, b"\x10\x01\x00\x00\x00\x00\x00\x00\x00", b"\x20" 
 [[ $out == $'closed\nclosed\nclosed' ]] && pass "hostile-caller-records-disconnected" || fail "hostile-caller-records-disconnected: $out"
 [[ $(json_field work state) == running ]] && pass "hostile-caller-does-not-stop-its-compartment" || fail "hostile-caller-does-not-stop-its-compartment"
 
-# ---- a flood: 1000 calls at once all succeed; 3000 more in a loop leave the broker's memory bounded ----
+# ---- a flood: 1000 calls at once all succeed (throttled, served in turn); 3000 more in a loop leave
+# the broker's memory bounded; the other compartment is never throttled ----
 rss() { awk '/VmRSS/ {print $2}' "/proc/$DAEMON/status"; }
 before=$(rss)
 out=$("$B" run work -- bash -c "for i in \$(seq 1000); do { bulkhead-call vault $P.Empty </dev/null && echo ok; } & done; wait" 2>"$ROOT/flood.err" | grep -c ok)
 [[ $out == 1000 ]] && pass "1000-concurrent-calls-all-succeed" || fail "1000-concurrent-calls-all-succeed: $out; $(sort "$ROOT/flood.err" | uniq -c | head -3)"
 check other-compartment-served-during-flood 0 "" -- "$B" run research -- bulkhead-call vault "$P.Empty"
+# 1000 calls are more than the burst of 200: the broker says it throttles work, and only work.
+grep -q "work: calls throttled: more than 200 at once, then [0-9]* per second" "$LOG" && ! grep -q "research: calls throttled" "$LOG" \
+    && pass "flooding-compartment-throttled" || fail "flooding-compartment-throttled: $(grep throttled "$LOG" | head -3)"
 "$B" run work -- sh -c "for i in \$(seq 3000); do bulkhead-call vault $P.Empty </dev/null >/dev/null 2>&1; done" &
 flood=$!
 sleep 2
