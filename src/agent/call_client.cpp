@@ -93,10 +93,24 @@ Result<int> read_status(int fd)
     return Error::from_message("a malformed exit status");
 }
 
-void relay(Connection& call, bool feed)
+bool write_shown(int fd, std::optional<opener::TerminalFilter>& filter, std::span<uint8_t const> bytes)
+{
+    if (!filter)
+        return write_all(fd, reinterpret_cast<char const*>(bytes.data()), bytes.size());
+    std::string safe = filter->filter(bytes);
+    return write_all(fd, safe.data(), safe.size());
+}
+
+void relay(Connection& call, bool feed, bool raw)
 {
     std::vector<char> buffer(1 << 16);
     bool input = feed, output = true, errors = true;
+    std::optional<opener::TerminalFilter> to_stdout, to_stderr;
+    if (!raw && ::isatty(1))
+        to_stdout.emplace();
+    if (!raw && ::isatty(2))
+        to_stderr.emplace();
+    auto shown = [&](ssize_t n) { return std::span<uint8_t const>(reinterpret_cast<uint8_t const*>(buffer.data()), static_cast<size_t>(n)); };
     if (!feed)
         (void)::shutdown(call.stream.get(), SHUT_WR);
     while (output || errors) {
@@ -115,12 +129,12 @@ void relay(Connection& call, bool feed)
         }
         if (output && fds[1].revents) {
             ssize_t n = ::read(call.stream.get(), buffer.data(), buffer.size());
-            if (n <= 0 || !write_all(1, buffer.data(), static_cast<size_t>(n)))
+            if (n <= 0 || !write_shown(1, to_stdout, shown(n)))
                 output = false;
         }
         if (errors && fds[2].revents) {
             ssize_t n = ::read(call.errors.get(), buffer.data(), buffer.size());
-            if (n <= 0 || !write_all(2, buffer.data(), static_cast<size_t>(n)))
+            if (n <= 0 || !write_shown(2, to_stderr, shown(n)))
                 errors = false;
         }
     }

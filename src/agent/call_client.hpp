@@ -2,10 +2,14 @@
 // /run/bulkhead/agent.sock, get the service's stream, its stderr and its exit status.
 #pragma once
 
+#include "agent/opener.hpp"
 #include "base/result.hpp"
 #include "sys/fd.hpp"
 
 #include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <span>
 #include <string>
 
 namespace bulkhead::agent {
@@ -35,10 +39,16 @@ Result<Connection> open_call(std::string const& target, std::string const& servi
 // Reads the service's "status N\n" and turns it into an exit code: its own, or 128 + its signal.
 Result<int> read_status(int fd);
 
+// Writes `bytes` to `fd`, through `filter` when it is set (on a terminal: control characters
+// defused, see opener::TerminalFilter); false on an error or a closed peer.
+bool write_shown(int fd, std::optional<opener::TerminalFilter>& filter, std::span<uint8_t const> bytes);
+
 // Relays until the service is done: stdin -> stream (then shut down for writing), stream ->
 // stdout, the service's stderr -> stderr. `feed` false: stdin is not read (the stream is shut
-// down for writing at once; the copy commands write it themselves).
-void relay(Connection& call, bool feed);
+// down for writing at once; the copy commands write it themselves). What goes to a terminal has
+// its control characters defused (another compartment must not drive the caller's terminal)
+// unless `raw`; into a pipe or a file the bytes pass unchanged.
+void relay(Connection& call, bool feed, bool raw = false);
 
 // read_status, with a failure said as PROGRAM: TARGET: REASON.
 int finish(std::string const& program, Connection& call);

@@ -3,7 +3,7 @@
 // argv[0]. They run as the compartment's user with no privilege: everything they may do, the
 // broker decides.
 //
-//   bulkhead-call TARGET SERVICE[+ARG]   stdin/stdout joined to the service; its exit code
+//   bulkhead-call [--raw] TARGET SERVICE[+ARG]   stdin/stdout joined to the service; its exit code
 //   bulkhead-copy DST FILE...            files to DST:~/Incoming/SOURCE/
 //   bulkhead-move DST FILE...            copy, then remove the originals
 //   bulkhead-clip copy|paste             stdin to / the global clipboard to stdout
@@ -33,10 +33,13 @@ namespace bulkhead::agent {
 
 namespace {
 
-int call_main(std::vector<std::string> const& args)
+int call_main(std::vector<std::string> args)
 {
+    bool raw = !args.empty() && args[0] == "--raw";
+    if (raw)
+        args.erase(args.begin());
     if (args.size() != 2 || args[0].starts_with("-"))
-        return fail("bulkhead-call", "usage: bulkhead-call TARGET SERVICE[+ARG]", 2);
+        return fail("bulkhead-call", "usage: bulkhead-call [--raw] TARGET SERVICE[+ARG]", 2);
     std::string service = args[1];
     std::string arg;
     if (auto plus = service.find('+'); plus != std::string::npos) {
@@ -47,7 +50,7 @@ int call_main(std::vector<std::string> const& args)
     auto call = open_call(args[0], service, arg, refused);
     if (call.is_error())
         return fail("bulkhead-call", call.error().message(), refused);
-    relay(call.value(), true);
+    relay(call.value(), true, raw);
     return finish("bulkhead-call", call.value());
 }
 

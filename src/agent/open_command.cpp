@@ -159,12 +159,6 @@ Answer receive_answer(Connection& call, bool view_only, std::string const& direc
         to_stdout.emplace();
     if (::isatty(2))
         to_stderr.emplace();
-    auto show = [](int fd, std::optional<opener::TerminalFilter>& filter, std::span<uint8_t const> bytes) {
-        if (!filter)
-            return write_all(fd, reinterpret_cast<char const*>(bytes.data()), bytes.size());
-        std::string safe = filter->filter(bytes);
-        return write_all(fd, safe.data(), safe.size());
-    };
     while (output || errors) {
         pollfd fds[2] = {{output ? call.stream.get() : -1, POLLIN, 0}, {errors ? call.errors.get() : -1, POLLIN, 0}};
         if (::poll(fds, 2, -1) < 0) {
@@ -174,7 +168,7 @@ Answer receive_answer(Connection& call, bool view_only, std::string const& direc
         }
         if (errors && fds[1].revents) {
             ssize_t n = ::read(call.errors.get(), buffer.data(), buffer.size());
-            if (n <= 0 || !show(2, to_stderr, {reinterpret_cast<uint8_t const*>(buffer.data()), static_cast<size_t>(n)}))
+            if (n <= 0 || !write_shown(2, to_stderr, {reinterpret_cast<uint8_t const*>(buffer.data()), static_cast<size_t>(n)}))
                 errors = false;
         }
         if (!output || !fds[0].revents)
@@ -191,7 +185,7 @@ Answer receive_answer(Connection& call, bool view_only, std::string const& direc
         for (auto const& event : events) {
             switch (event.kind) {
             case opener::Event::Kind::Output:
-                (void)show(1, to_stdout, event.data);
+                (void)write_shown(1, to_stdout, event.data);
                 break;
             case opener::Event::Kind::EditedBegin: {
                 std::string pattern = directory + "/.bulkhead-open-XXXXXX";

@@ -33,7 +33,7 @@ extern "C" int LLVMFuzzerTestOneInput(uint8_t const* data, size_t size)
     parties[2].disposable = true;
     parties[2].template_name = "untrusted";
     parties[3].host = true;
-    for (int i = 0; i < 32; ++i) {
+    for (int i = 0; i < 64; ++i) { // every service, argument, source and target, with each target kind
         Request request;
         request.service = i % 3 == 0 ? "bulkhead.Filecopy" : i % 3 == 1 ? "my.Service" : "x";
         request.arg = i % 2 ? "" : "work";

@@ -159,6 +159,14 @@ in_work 'printf "title\033]0;owned\007 clear\033[2J\n" > esc.txt' >/dev/null
 out=$(script -qec "$B run --tty work -- sh -c 'cd && bulkhead-open-disposable esc.txt'" /dev/null 2>&1)
 [[ $out == *"title?]0;owned? clear?[2J"* && $out != *$'\033]0;owned'* && $out != *$'\033[2J'* ]] \
     && pass "open-defuses-control-sequences-on-a-terminal" || fail "open-defuses-control-sequences-on-a-terminal: $(printf '%q' "$out")"
+# The same for bulkhead-call: a service's bytes reach a terminal defused (unless --raw), a pipe unchanged.
+esc='title\033]0;owned\007 clear\033[2J\n'
+out=$(script -qec "$B run --tty work -- sh -c 'printf \"$esc\" | bulkhead-call vault $P.Echo'" /dev/null 2>&1)
+[[ $out == *"title?]0;owned? clear?[2J"* && $out != *$'\033]0;owned'* && $out != *$'\033[2J'* ]] \
+    && pass "call-defuses-control-sequences-on-a-terminal" || fail "call-defuses-control-sequences-on-a-terminal: $(printf '%q' "$out")"
+out=$(script -qec "$B run --tty work -- sh -c 'printf \"$esc\" | bulkhead-call --raw vault $P.Echo'" /dev/null 2>&1)
+[[ $out == *$'title\033]0;owned\a clear\033[2J'* ]] && pass "call-raw-passes-control-sequences" || fail "call-raw-passes-control-sequences: $(printf '%q' "$out")"
+check call-passes-bytes-unchanged-to-a-pipe 0 "" -- "$B" run work -- sh -c "printf '$esc' > /tmp/esc && bulkhead-call vault $P.Echo < /tmp/esc | tail -n +2 | cmp - /tmp/esc"
 check open-passes-bytes-unchanged-to-a-pipe 0 "" -- "$B" run work -- sh -c 'cd && bulkhead-open-disposable esc.txt | cmp - esc.txt'
 check open-missing-file 2 "nothere: No such file" -- "$B" run work -- bulkhead-open-disposable /nothere
 check open-directory 2 "not a regular file" -- "$B" run work -- bulkhead-open-disposable /home/user
