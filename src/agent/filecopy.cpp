@@ -22,7 +22,9 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/sendfile.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 namespace bulkhead::filecopy {
@@ -105,6 +107,13 @@ void put(std::vector<uint8_t>& out, uint64_t value, size_t size)
 
 // The stream as the receiver reads it: headers through a buffer, content either from the buffer
 // or, once that is drained, with splice(2) straight from the stream into the file.
+// A blocking read of the socket that fails with EAGAIN ran into its SO_RCVTIMEO (receive): the
+// sender went silent. Said as ETIMEDOUT.
+int silent(int err)
+{
+    return err == EAGAIN || err == EWOULDBLOCK ? ETIMEDOUT : err;
+}
+
 class Input {
 public:
     explicit Input(int fd) : m_fd(fd), m_buffer(buffer_size) {}
@@ -124,7 +133,7 @@ public:
             if (n < 0 && errno == EINTR)
                 continue;
             if (n < 0)
-                return Error::from_syscall("read", errno);
+                return Error::from_syscall("read", silent(errno));
             if (n == 0)
                 return false;
             m_end += static_cast<size_t>(n);
@@ -185,7 +194,7 @@ private:
                 return {};
             }
             if (in < 0)
-                return Error::from_syscall("splice", errno);
+                return Error::from_syscall("splice", silent(errno));
             if (in == 0)
                 return Error::from_syscall("read", ENODATA);
             TRY(drain_pipe(file, static_cast<size_t>(in)));
@@ -399,6 +408,8 @@ private:
         (void)::unlinkat(parent, name.c_str(), 0); // never a half-written file
         std::string why = err == ENODATA ? "the stream ended inside the file (" + std::to_string(copied) + " of "
                 + std::to_string(entry.size) + " bytes)"
+            : err == ETIMEDOUT ? "the sender sent nothing for " + std::to_string(m_budget.limits.idle_seconds)
+                + " s inside the file (" + std::to_string(copied) + " of " + std::to_string(entry.size) + " bytes)"
             : disk_full(err)  ? "the disk is full"
             : copy.is_error() ? copy.error().message()
                               : std::string(std::strerror(err));
@@ -685,8 +696,16 @@ Result<ReceiveReport> receive(int in, int home, std::string const& source, Limit
     TRY_CTX(check_name(source), "the source compartment");
     UniqueFd incoming = TRY(open_or_make_dir(home, "Incoming"));
     UniqueFd top = TRY_CTX(open_or_make_dir(incoming.get(), source), "Incoming");
+    // A stalled sender must not hold the receiver (and its half-written file) forever.
+    timeval idle {static_cast<time_t>(limits.idle_seconds), 0};
+    if (limits.idle_seconds > 0 && ::setsockopt(in, SOL_SOCKET, SO_RCVTIMEO, &idle, sizeof(idle)) < 0 && errno != ENOTSOCK)
+        return Error::from_syscall("setsockopt SO_RCVTIMEO", errno);
     Receiver receiver(in, limits);
-    TRY(receiver.run(top.get()));
+    if (auto ran = receiver.run(top.get()); ran.is_error()) {
+        if (ran.error().code() == ETIMEDOUT) // between files (inside one, run says where)
+            return Error::from_message("the sender sent nothing for " + std::to_string(limits.idle_seconds) + " s: gave up");
+        return ran.release_error();
+    }
     return receiver.report();
 }
 

@@ -27,6 +27,7 @@ struct Limits {
     uint64_t max_total_bytes = 256ull << 30; // the whole stream
     uint64_t max_entries = 100000;           // files + directories
     uint32_t max_depth = 64;                 // directory nesting
+    uint32_t idle_seconds = 60;              // the receiver gives up on a sender silent this long (a socket)
 };
 
 // --- the stream's headers (pure; fuzzed) ---
@@ -70,7 +71,8 @@ struct ReceiveReport {
 // Reads one stream from `in` and writes it under HOME/Incoming/SOURCE/, where `home` is an open
 // directory fd of the receiving user's home and `source` is the sending compartment's name (as
 // the broker passed it in BULKHEAD_SOURCE; checked with check_name). Files received before an error
-// are kept; the file being written when it happens is removed.
+// are kept; the file being written when it happens is removed. When `in` is a socket, a sender
+// that sends nothing for limits.idle_seconds is given up on (an error, as a broken stream).
 Result<ReceiveReport> receive(int in, int home, std::string const& source, Limits const& limits);
 
 } // namespace bulkhead::filecopy

@@ -512,6 +512,33 @@ TEST_F(Filecopy, ReadsAStreamInAnyPieces)
     EXPECT_EQ(read(incoming("d (2)/f")), content);
 }
 
+// A sender that goes silent is given up on after limits.idle_seconds (the socket's receive
+// timeout): inside a file, the partial file is removed; between files, what came is kept.
+TEST_F(Filecopy, GivesUpOnASilentSender)
+{
+    Limits limits;
+    limits.idle_seconds = 1;
+    for (bool inside : {true, false}) {
+        int sockets[2];
+        ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sockets), 0);
+        Stream stream;
+        stream.file(inside ? "before1" : "before2", "1");
+        if (inside)
+            stream.file_header("stalled", 1000).raw(std::vector<uint8_t>(10, 'x'));
+        auto bytes = stream.bytes();
+        ASSERT_EQ(::write(sockets[0], bytes.data(), bytes.size()), static_cast<ssize_t>(bytes.size()));
+        auto result = receive_from(sockets[1], limits); // sockets[0] stays open, silent
+        ::close(sockets[0]);
+        ::close(sockets[1]);
+        std::string const expected = inside ? "'stalled': the sender sent nothing for 1 s inside the file (10 of 1000 bytes); "
+                                              "the partial file was removed"
+                                            : "the sender sent nothing for 1 s: gave up";
+        EXPECT_TRUE(contains(message_of(result), expected)) << message_of(result);
+        EXPECT_EQ(read(incoming(inside ? "before1" : "before2")), "1");
+        EXPECT_FALSE(exists(incoming("stalled")));
+    }
+}
+
 TEST_F(Filecopy, AFullDiskLeavesNoPartialFile)
 {
     // A 64 KiB tmpfs as HOME, in a private mount namespace of a child process.
