@@ -16,7 +16,6 @@
 """
 import json
 import os
-import statistics
 import sys
 import time
 
@@ -51,15 +50,8 @@ def measure(runs, warmup, target, service):
     print(json.dumps({"times": times, "failures": failures, "window": [start, time.time()]}))
 
 
-def summary(label, command, times):
-    ordered = sorted(times)
-    pick = lambda q: ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
-    return {"label": label, "command": command, "median_ms": statistics.median(times), "mean_ms": statistics.mean(times),
-            "stddev_ms": statistics.stdev(times) if len(times) > 1 else 0.0, "min_ms": ordered[0], "max_ms": ordered[-1],
-            "runs": len(times), "p99_ms": pick(0.99)}
-
-
 def report(figure, idle_file, flood_file, flood_log, total, loops, stopped, throttled_file):
+    from call_latency import summary  # beside this file on the host (report runs there, measure does not)
     idle, flood = json.load(open(idle_file)), json.load(open(flood_file))
     for name, result in (("idle", idle), ("during the flood", flood)):
         if not result["times"]:

@@ -209,7 +209,6 @@ Status Broker::open_state(Options const& options)
     m_agent_exe = TRY(open_agent_executable());
     TRY_CTX(install_commands(m_agent_exe.get(), m_paths.run + "/bin"), "installing the in-compartment commands");
     m_ask_timeout_ms = options.ask_timeout_ms;
-    m_call_rate = default_call_rate();
     m_audit_path = m_paths.state + "/audit.log";
     m_audit.emplace(TRY_CTX(audit::Log::open(m_audit_path), "opening the audit log " + m_audit_path));
     // Records removed from the end while no broker ran would otherwise go unnoticed: the chain

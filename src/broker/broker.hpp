@@ -247,7 +247,7 @@ private:
     std::string m_audit_path;
     int m_ask_timeout_ms = 60000;
     bool m_throttled = false;            // some listener is paused until tokens refill
-    double m_call_rate = 40;             // calls per second and compartment, past the burst (calls.cpp)
+    double m_call_rate = default_call_rate(); // calls per second and compartment, past the burst (calls.cpp)
     bool m_stopping = false;
 };
 

@@ -247,7 +247,7 @@ void Broker::close_caller(int fd)
         return;
     if (live->second.callers > 0)
         --live->second.callers;
-    if (live->second.callers < max_callers_per_compartment && live->second.call_tokens >= 1)
+    if (live->second.callers < max_callers_per_compartment && call_tokens_at(live->second, sys::monotonic_ms()) >= 1)
         pause_listener(live->second, false); // (a throttled bucket is resumed by expire_asks)
 }
 
