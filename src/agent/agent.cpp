@@ -18,6 +18,7 @@
 #include <cstring>
 #include <fcntl.h>
 #include <linux/landlock.h>
+#include <deque>
 #include <map>
 #include <poll.h>
 #include <sys/ioctl.h>
@@ -183,6 +184,13 @@ private:
             return;
         m_broker = connected.release_value();
         send(wire::Hello {wire::protocol_version, static_cast<uint32_t>(m_commands.size())});
+        // Commands that ended while no broker listened: a disposable ends with its command, so the
+        // broker must hear of it even across its restart.
+        while (m_broker && !m_unreported.empty()) {
+            send(m_unreported.front());
+            if (m_broker)
+                m_unreported.pop_front();
+        }
     }
 
     void send(wire::AgentMessage const& message, std::span<int const> fds = {})
@@ -283,6 +291,11 @@ private:
                 uint32_t id = it->first;
                 m_commands.erase(it);
                 send(wire::Exited {id, status});
+                if (!m_broker) {
+                    if (m_unreported.size() >= max_commands)
+                        m_unreported.pop_front();
+                    m_unreported.push_back(wire::Exited {id, status});
+                }
                 break;
             }
         }
@@ -291,6 +304,7 @@ private:
     UniqueFd m_signals;
     UniqueFd m_broker;
     std::map<uint32_t, Command> m_commands;
+    std::deque<wire::Exited> m_unreported;
 };
 
 } // namespace

@@ -223,6 +223,7 @@ void Broker::admin_ls(int client)
         if (live && live->disposable) {
             entry["template"] = live->template_name;
             entry["preloaded"] = live->pooled;
+            entry["owner"] = live->owner; // "" while pooled
         }
         list.push_back(entry);
     };
@@ -280,7 +281,7 @@ void Broker::admin_apply(int client, std::string const& op, std::string const& t
         (void)use_policy(new_policy.release_value()); // `changes` says it already
         for (auto const& line : changes)
             log("apply: " + line);
-        record({.kind = "admin", .caller = "@host", .service = "apply", .verdict = "ok",
+        (void)record({.kind = "admin", .caller = "@host", .service = "apply", .verdict = "ok",
             .detail = "generation " + std::to_string(m_generation) + " from " + source});
     }
     reply(client, lines_json(changes, "changes", {{"generation", m_generation}}));
@@ -312,7 +313,7 @@ void Broker::admin_rollback(int client)
     } else {
         result.value().push_back("policy: unchanged (generation " + std::to_string(generation.id) + " was applied before policies were kept with generations)");
     }
-    record({.kind = "admin", .caller = "@host", .service = "rollback", .verdict = "ok", .detail = "generation " + std::to_string(m_generation)});
+    (void)record({.kind = "admin", .caller = "@host", .service = "rollback", .verdict = "ok", .detail = "generation " + std::to_string(m_generation)});
     reply(client, lines_json(result.value(), "changes", {{"generation", m_generation}}));
 }
 
@@ -327,7 +328,7 @@ void Broker::admin_lifecycle(int client, std::string const& op, std::string cons
             return reply_error(client, name + " is not running", 2);
         stop_compartment(name, op == "stop" ? "stopped by the administrator" : "restarted by the administrator");
         if (op == "stop") {
-            record({.kind = "admin", .caller = "@host", .target = name, .service = op, .verdict = "ok"});
+            (void)record({.kind = "admin", .caller = "@host", .target = name, .service = op, .verdict = "ok"});
             return reply(client, R"({"ok":true})");
         }
     } else if (live != m_live.end()) {
@@ -338,7 +339,7 @@ void Broker::admin_lifecycle(int client, std::string const& op, std::string cons
     auto started = start_persistent(name);
     if (started.is_error())
         return reply_error(client, "starting " + name + ": " + started.error().message(), 125);
-    record({.kind = "admin", .caller = "@host", .target = name, .service = op, .verdict = "ok"});
+    (void)record({.kind = "admin", .caller = "@host", .target = name, .service = op, .verdict = "ok"});
     reply(client, R"({"ok":true})");
 }
 
@@ -358,21 +359,20 @@ void Broker::admin_run(int client, std::string const& name, std::string const& d
         auto const* settings = m_config.find_compartment(templ);
         if (settings == nullptr || !settings->disposable_template)
             return reply_error(client, "'" + templ + "' is not a disposable template", 2);
-        for (auto& [live_name, candidate] : m_live) {
-            if (candidate.pooled && candidate.template_name == templ && (live == nullptr || candidate.agent_ready))
-                live = &candidate;
-        }
-        if (live == nullptr) {
-            auto made = make_disposable(templ, false);
-            if (made.is_error())
-                return reply_error(client, "starting a disposable of " + templ + ": " + made.error().message(), 125);
-            live = made.value();
-        }
-        live->pooled = false;
-        live->used = true;
+        auto taken = take_disposable(templ, "@host");
+        if (taken.is_error())
+            return reply_error(client, "starting a disposable of " + templ + ": " + taken.error().message(), 125);
+        live = taken.value();
     } else {
         auto found = m_live.find(name);
         if (found != m_live.end()) {
+            // A disposable is its owner's alone: one made for a compartment (or still in the pool)
+            // takes no command from the administrator either; `stop` ends it.
+            if (!reachable_by(found->second, "@host")) {
+                std::string whose = found->second.owner.empty() ? "is in the pool of " + found->second.template_name + " (not taken yet)"
+                                                                : "was made for " + found->second.owner;
+                return reply_error(client, name + " " + whose + ": it runs nothing else (bulkhead stop " + name + " ends it)", 2);
+            }
             live = &found->second;
         } else {
             if (m_config.find_compartment(name) == nullptr)
@@ -407,6 +407,8 @@ void Broker::admin_run(int client, std::string const& name, std::string const& d
     live->runs.emplace(exec.id, std::move(run));
     live->waiting.push_back(exec.id);
     m_client_runs[client].insert({live->name, exec.id});
+    if (disposable)
+        set_main_run(*live, exec.id);
     send_pending(*live);
 }
 
@@ -472,34 +474,67 @@ void Broker::admin_answer(int client, bool approve, uint64_t id, std::string con
     std::string target = target_in.empty() ? ask.decision.params.default_target.value_or("") : target_in;
     audit::Record entry {.kind = "ask", .caller = ask.source, .target = ask.call.target.empty() ? "@default" : ask.call.target,
         .service = ask.call.service, .arg = ask.call.arg, .verdict = approve ? "approved" : "denied", .rule = ask.rule};
+    policy::Params params = ask.decision.params;
+    policy::Request request = ask.request;
+    bool const paste = ask.call.service == "bulkhead.Clipboard";
+    if (approve && paste && ask.clipboard_serial != m_clipboard.serial) {
+        // The administrator was asked about other content (or another source): that is not
+        // what would be pasted now.
+        PendingAsk taken = std::move(ask);
+        m_asks.erase(found);
+        entry.verdict = "denied";
+        entry.detail = "the clipboard changed after the request was made";
+        (void)record(entry);
+        refuse_call(taken.caller, 126, "denied: the clipboard changed after the request was made");
+        return reply_error(client, "request " + std::to_string(id) + " was refused: the clipboard changed after "
+            + taken.source + "'s content was asked about", 126);
+    }
+    if (approve && paste && !target.empty() && target != ask.call.target)
+        return reply_error(client, "a paste goes to the compartment that pastes; --target does not apply", 2);
     if (approve && !target.empty() && target != ask.call.target) {
-        // The administrator may send the call elsewhere, but not where the policy denies it.
+        // The administrator may send the call elsewhere, but not where the policy denies it; it
+        // then runs with the parameters of the rule that allows it there.
         policy::Request redirected = ask.request;
         std::string templ;
-        redirected.target_kind = m_config.find_compartment(target) || m_live.contains(target) ? policy::TargetKind::Compartment : policy::TargetKind::NewDisposable;
         if (target.starts_with("@disposable") || target.starts_with("@dispvm")) {
+            redirected.target_kind = policy::TargetKind::NewDisposable;
             auto colon = target.find(':');
             redirected.disposable_template = colon == std::string::npos ? m_config.default_disposable : target.substr(colon + 1);
-        } else if (redirected.target_kind == policy::TargetKind::Compartment) {
+            redirected.target = {};
+            auto const* settings = m_config.find_compartment(redirected.disposable_template);
+            if (settings == nullptr || !settings->disposable_template)
+                return reply_error(client, "'" + redirected.disposable_template + "' is not a disposable template", 2);
+        } else if (m_config.find_compartment(target) || m_live.contains(target)) {
+            redirected.target_kind = policy::TargetKind::Compartment;
             redirected.target = party_of(target);
+            if (auto live = m_live.find(target); live != m_live.end() && !reachable_by(live->second, ask.source))
+                return reply_error(client, target + " is a disposable not made for " + ask.source, 126);
         } else {
             return reply_error(client, "no compartment named '" + target + "'", 2);
         }
         auto decision = policy::evaluate(m_policy, redirected);
         if (decision.action == policy::Action::Deny)
             return reply_error(client, "the policy denies " + ask.source + " -> " + target + " (" + policy::decision_where(m_policy, decision) + ")", 126);
-        entry.detail = "target " + target;
+        params = decision.params;
+        params.target.reset(); // the administrator's choice of target stands
+        request = redirected;
+        entry.detail = "target " + target + " (" + policy::decision_where(m_policy, decision) + ")";
     }
     PendingAsk taken = std::move(ask);
     m_asks.erase(found);
-    record(entry);
-    record({.kind = "admin", .caller = "@host", .target = taken.source, .service = approve ? "approve" : "deny",
-        .arg = std::to_string(id), .verdict = "ok", .detail = entry.detail});
+    bool recorded = record(entry);
+    recorded = record({.kind = "admin", .caller = "@host", .target = taken.source, .service = approve ? "approve" : "deny",
+                   .arg = std::to_string(id), .verdict = "ok", .detail = entry.detail})
+        && recorded;
     if (!approve) {
-        refuse_call(taken.caller, 126, "denied by the administrator (" + taken.rule + ")");
+        refuse_call(taken.caller, 126, "denied by the administrator");
         return reply(client, R"({"ok":true})");
     }
-    run_call(taken.caller, taken.source, taken.call, taken.request, taken.decision.params, target);
+    if (!recorded) {
+        refuse_call(taken.caller, 125, "refused: the audit log cannot be written");
+        return reply_error(client, "the audit log cannot be written: request " + std::to_string(id) + " was refused", 125);
+    }
+    run_call(taken.caller, taken.source, taken.call, request, params, target);
     reply(client, R"({"ok":true})");
 }
 

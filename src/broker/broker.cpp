@@ -33,6 +33,7 @@ using sys::UniqueFd;
 // Refused admin connections kept until the peer has read why (closing first would reset it).
 constexpr size_t max_refused_clients = 16;
 
+// Each broker owns a block of this many id ranges (65536 ids each).
 constexpr uint32_t slots_per_broker = 1024;
 constexpr size_t max_admin_request = 256 * 1024;
 constexpr size_t max_admin_fds = 4;
@@ -209,6 +210,7 @@ Status Broker::open_state(Options const& options)
     m_agent_exe = TRY(open_agent_executable());
     TRY_CTX(install_commands(m_agent_exe.get(), m_paths.run + "/bin"), "installing the in-compartment commands");
     m_ask_timeout_ms = options.ask_timeout_ms;
+    m_slots = std::clamp<uint32_t>(options.slots, 16, slots_per_broker);
     m_audit_path = m_paths.state + "/audit.log";
     m_audit.emplace(TRY_CTX(audit::Log::open(m_audit_path), "opening the audit log " + m_audit_path));
     // Records removed from the end while no broker ran would otherwise go unnoticed: the chain
@@ -218,7 +220,7 @@ Status Broker::open_state(Options const& options)
         std::string what = "the audit log ends at seq " + std::to_string(m_audit->last_seq()) + "; the broker wrote up to seq "
             + std::to_string(head.value()->first) + ": records were removed or changed while no broker ran";
         log("audit log: " + what);
-        record({.kind = "admin", .caller = "@host", .service = "audit", .verdict = "failed", .detail = what});
+        (void)record({.kind = "admin", .caller = "@host", .service = "audit", .verdict = "failed", .detail = what});
     }
     // Each compartment costs a few descriptors (listener, agent, pidfd): allow many.
     rlimit files {};
@@ -274,11 +276,23 @@ Status Broker::reattach()
                 (void)m_db->free_slot(record.name);
             continue;
         }
+        if (record.disposable && record.owner.empty()) {
+            // Pooled: nobody could reach it, but it is not worth trusting across a restart (or from
+            // an older broker, which let anyone call into pooled disposables). The pool refills.
+            log(record.name + ": a pooled disposable from before the restart: destroyed");
+            (void)adopted.value().destroy();
+            (void)sys::remove_tree(m_paths.run + "/ipc/" + record.name);
+            (void)m_db->remove_running(record.name);
+            (void)m_db->free_slot(record.name);
+            continue;
+        }
         Live live;
         live.name = record.name;
         live.disposable = record.disposable;
         live.template_name = record.template_name;
-        live.used = record.disposable; // a pooled one is not told apart after a restart: it is used up
+        live.owner = record.owner;
+        live.account = record.account;
+        live.main_run = record.main_run;
         live.slot = record.slot;
         live.id_base = m_id_range_base + (record.slot << 16);
         live.sandbox.emplace(adopted.release_value());
@@ -538,6 +552,8 @@ void Broker::close_client(int fd)
                 live->second.runs.erase(run);
                 auto& waiting = live->second.waiting;
                 waiting.erase(std::remove(waiting.begin(), waiting.end(), id), waiting.end());
+                if (live->second.disposable && live->second.main_run == id)
+                    stop_compartment(name, "its command was withdrawn before it started");
             } else if (live->second.agent) {
                 // The client went away (Ctrl-C without a tty): its command goes too.
                 auto bytes = wire::encode(wire::BrokerMessage(wire::Kill {id}));
@@ -648,7 +664,8 @@ void Broker::on_agent_readable(std::string const& name)
             return agent_misbehaved(name, "unexpected hello");
         live.agent_ready = true;
         live.running = hello->running;
-        if (live.disposable && live.used && live.running == 0 && live.runs.empty())
+        // (Its command's end, if it came while no broker ran, follows the hello as an Exited.)
+        if (live.disposable && !live.owner.empty() && live.running == 0 && live.runs.empty())
             return stop_compartment(name, "its command ended while no broker was running");
         return send_pending(live);
     }
@@ -687,8 +704,9 @@ void Broker::on_agent_readable(std::string const& name)
                 m_client_runs[client].erase({name, exited->id});
             live.runs.erase(run);
         }
-        // (An unknown id is a command started before a broker restart.)
-        if (live.disposable && live.used && live.running == 0 && live.runs.empty()) {
+        // (An unknown id is a command started before a broker restart.) A disposable ends with the
+        // command it was taken for, whatever else still runs in it.
+        if (live.disposable && live.main_run != 0 && exited->id == live.main_run) {
             stop_compartment(name, "its command ended");
             reply(client, R"({"ok":true,"done":true})");
             return;
@@ -707,7 +725,7 @@ void Broker::on_agent_readable(std::string const& name)
     if (client < 0)
         log(name + ": a service could not start: " + failed.message); // a call's: its caller sees no status
     reply_error(client, "starting the command in " + name + ": " + failed.message, 125);
-    if (live.disposable && live.used && live.running == 0 && live.runs.empty())
+    if (live.disposable && live.main_run != 0 && failed.id == live.main_run)
         stop_compartment(name, "its command could not start");
 }
 
@@ -730,7 +748,7 @@ Result<Live*> Broker::start_compartment(config::Compartment const& settings, boo
     if (templ == nullptr)
         return Error::from_message(name + ": unknown template " + settings.template_name);
 
-    uint32_t slot = TRY(m_db->slot_for(name, slots_per_broker));
+    uint32_t slot = TRY(m_db->slot_for(name, m_slots));
     uid_t id_base = m_id_range_base + (slot << 16);
     std::string const ipc_dir = m_paths.run + "/ipc/" + name;
     // Undone unless the compartment comes up.
@@ -791,7 +809,7 @@ Result<Live*> Broker::start_compartment(config::Compartment const& settings, boo
     live.id_base = id_base;
     live.sandbox.emplace(created.release_value());
     live.listener = std::move(listener);
-    RunningRecord record {name, live.sandbox->pid(), 0, slot, disposable, template_name};
+    RunningRecord record {name, live.sandbox->pid(), 0, slot, disposable, template_name, {}, {}, 0};
     if (auto start_time = process_start_time(record.pid); start_time.has_value())
         record.start_time = start_time.value();
     if (auto stored = m_db->put_running(record); stored.is_error()) {
@@ -819,13 +837,94 @@ Result<Live*> Broker::make_disposable(std::string const& template_name, bool poo
     if (templ == nullptr || !templ->disposable_template)
         return Error::from_message("'" + template_name + "' is not a disposable template");
     config::Compartment settings = *templ;
-    settings.name = "disp-" + std::to_string(TRY(m_db->next_disposable_number()));
+    settings.name = "disp-" + std::to_string(TRY(m_db->next_number("next_disposable")));
     settings.disposable_template = false;
     settings.autostart = false;
     settings.preload = 0;
     Live* live = TRY(start_compartment(settings, true, template_name));
     live->pooled = pooled;
     return live;
+}
+
+std::string Broker::allowance_of(std::string const& owner) const
+{
+    auto found = m_live.find(owner);
+    if (found == m_live.end() || !found->second.disposable)
+        return owner; // a persistent compartment, or "@host"
+    // A disposable's disposables count against whoever made it; one the administrator made has
+    // an allowance of its own (its template's), so that chains of disposables stay bounded.
+    Live const& maker = found->second;
+    return maker.account.empty() || maker.account == "@host" ? maker.name : maker.account;
+}
+
+uint32_t Broker::allowance_size(std::string const& account) const
+{
+    if (account == "@host")
+        return m_slots;
+    auto found = m_live.find(account);
+    if (found != m_live.end() && !found->second.settings.name.empty())
+        return found->second.settings.max_disposables;
+    if (auto const* settings = m_config.find_compartment(account))
+        return settings->max_disposables;
+    return config::Compartment().max_disposables;
+}
+
+bool Broker::reachable_by(Live const& live, std::string const& caller)
+{
+    return !live.disposable || (!live.owner.empty() && live.owner == caller);
+}
+
+Status Broker::check_disposable_allowance(std::string const& template_name, std::string const& owner) const
+{
+    std::string const account = allowance_of(owner);
+    size_t const held = static_cast<size_t>(std::count_if(m_live.begin(), m_live.end(),
+        [&](auto const& entry) { return entry.second.disposable && !entry.second.pooled && entry.second.account == account; }));
+    uint32_t const allowance = allowance_size(account);
+    if (account != "@host" && held >= allowance)
+        return Error::from_message(account + " already has " + std::to_string(held) + " live disposables (max_disposables = "
+            + std::to_string(allowance) + ")");
+    if (pool_size(template_name) > 0)
+        return {};
+    // Slots are kept for the configured compartments and, past those, for the administrator: no
+    // compartment's disposables can take the last of them.
+    size_t const disposables = static_cast<size_t>(std::count_if(m_live.begin(), m_live.end(), [](auto const& entry) { return entry.second.disposable; }));
+    // Compartment slots no compartment's disposables may take: the administrator can always start one.
+    size_t const reserved_for_administrator = std::min<size_t>(32, m_slots / 8);
+    size_t const kept = m_config.compartments.size() + (owner == "@host" ? 0 : reserved_for_administrator);
+    if (disposables + kept >= m_slots)
+        return Error::from_message("no compartment slot is free for another disposable (" + std::to_string(disposables)
+            + " disposables run; " + std::to_string(kept) + " slots are kept for configured compartments"
+            + (owner == "@host" ? std::string(")") : " and the administrator)"));
+    return {};
+}
+
+Result<Live*> Broker::take_disposable(std::string const& template_name, std::string const& owner)
+{
+    TRY(check_disposable_allowance(template_name, owner));
+    std::string const account = allowance_of(owner);
+    Live* live = nullptr;
+    for (auto& [name, candidate] : m_live) {
+        if (candidate.pooled && candidate.template_name == template_name && (live == nullptr || candidate.agent_ready))
+            live = &candidate;
+    }
+    if (live == nullptr)
+        live = TRY(make_disposable(template_name, false));
+    live->pooled = false;
+    live->owner = owner;
+    live->account = account;
+    if (auto stored = m_db->set_owner(live->name, owner, account); stored.is_error()) {
+        std::string const name = live->name;
+        stop_compartment(name, "its owner could not be recorded");
+        return stored.release_error();
+    }
+    return live;
+}
+
+void Broker::set_main_run(Live& live, uint32_t run_id)
+{
+    live.main_run = run_id;
+    if (auto stored = m_db->set_main_run(live.name, run_id); stored.is_error())
+        log(live.name + ": recording its command: " + stored.error().message());
 }
 
 size_t Broker::pool_size(std::string const& template_name) const

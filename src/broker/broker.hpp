@@ -39,6 +39,7 @@ struct Options {
     std::string config_path; // --config: applied at start when it differs from the current generation
     std::string socket_path; // --socket: the admin socket
     int ask_timeout_ms = 60000; // an `ask` with no answer by then is a deny (--ask-timeout, for tests)
+    uint32_t slots = 1024;      // compartments that may run at once, 16..1024 (--slots, for tests)
 };
 
 struct Paths {
@@ -66,8 +67,15 @@ struct Live {
     config::Compartment settings; // for disposables: the template's, renamed
     bool disposable = false;
     std::string template_name;    // disposables: the compartment they were made from
-    bool pooled = false;          // a preloaded disposable nobody has used yet
-    bool used = false;            // a disposable that has run a command: torn down when it ends
+    // Disposables belong to whom they were made for: `owner` (a compartment, or "@host" for the
+    // administrator) alone may call or run into it; nobody may while it is pooled (owner "").
+    // `account`: whose allowance of live disposables it counts against (allowance_of()).
+    bool pooled = false;          // a preloaded disposable nobody has taken yet
+    std::string owner;
+    std::string account;
+    // The run it was taken for: when that run ends, the disposable is destroyed with everything in
+    // it (0: not taken yet; after a broker restart, the id the agent still reports).
+    uint32_t main_run = 0;
     uint32_t slot = 0;
     uid_t id_base = 0;
     std::optional<sandbox::Compartment> sandbox;
@@ -94,6 +102,15 @@ struct Caller {
     bool answered = false;
 };
 
+// The global clipboard (bulkhead.Clipboard): its content (never logged) and the full identity of
+// the compartment that copied it, as it was then (a disposable that has since exited is still a
+// disposable of its template). `serial` changes with every copy and paste.
+struct Clipboard {
+    std::string content;
+    policy::Party source; // name "" when empty
+    uint64_t serial = 0;
+};
+
 // A call that an `ask` rule holds until the administrator answers (or the time runs out).
 struct PendingAsk {
     uint64_t id = 0;
@@ -103,6 +120,7 @@ struct PendingAsk {
     policy::Request request;
     policy::Decision decision;
     std::string rule;      // FILE:LINE
+    uint64_t clipboard_serial = 0; // a paste: the clipboard it asked about (approve refuses any other)
     int64_t asked_at_ms = 0;
     int64_t deadline_ms = 0;
 };
@@ -128,6 +146,20 @@ private:
     Result<Live*> start_compartment(config::Compartment const& settings, bool disposable, std::string const& template_name);
     Result<Live*> start_persistent(std::string const& name);
     Result<Live*> make_disposable(std::string const& template_name, bool pooled);
+    // A disposable of `template_name` for `owner` (a compartment, or "@host"): a ready one from
+    // the pool, or a new one. Refused when the owner's allowance of live disposables is used up,
+    // or when the slots kept for persistent compartments and the administrator would be touched.
+    Result<Live*> take_disposable(std::string const& template_name, std::string const& owner);
+    // Why take_disposable() would refuse for its limits (the message says which), or nothing.
+    Status check_disposable_allowance(std::string const& template_name, std::string const& owner) const;
+    // The run a disposable was taken for: its end destroys the disposable.
+    void set_main_run(Live& live, uint32_t run_id);
+    // Whose allowance of live disposables a disposable made for `owner` uses, and how large it is.
+    std::string allowance_of(std::string const& owner) const;
+    uint32_t allowance_size(std::string const& account) const;
+    // Whether `caller` (a compartment, or "@host") may reach the running compartment `live` by
+    // name: always for a persistent one, only for its owner for a disposable.
+    static bool reachable_by(Live const& live, std::string const& caller);
     void stop_compartment(std::string const& name, std::string const& why);
     // After a teardown: no runtime directory, socket directory or cgroup of `name` remains.
     Status check_gone(std::string const& name, std::vector<std::string> const& cgroup_dirs);
@@ -176,6 +208,10 @@ private:
     void close_caller(int fd);
     void route_call(int fd, wire::Call const& call);
     void refuse_call(int fd, uint32_t exit_code, std::string const& message);
+    // What a caller inside is told: never a policy file, a host path or whether the target exists
+    // (DESIGN.md "denials reveal nothing"); the full reason is in the audit log and the broker's log.
+    void refuse_denied(int fd);
+    void fail_call(int fd, std::string const& source, std::string const& detail);
     void run_call(int fd, std::string const& source, wire::Call const& call, policy::Request const& request,
         policy::Params const& params, std::string const& target_override);
     void clipboard_copy_from(int fd, sys::UniqueFd content);
@@ -193,7 +229,8 @@ private:
     // and flushed to the disk (with the head stored in SQLite) by flush_audit() at the end of the
     // loop's turn, off the call's critical path and once for every record of that turn.
     enum class Durability { Now, Later };
-    void record(audit::Record record, Durability durability = Durability::Now);
+    // False when the record could not be written: the decision it records must not take effect.
+    [[nodiscard]] bool record(audit::Record record, Durability durability = Durability::Now);
     void flush_audit();
     void admin_policy_check(int client, std::string const& source, std::string const& target, std::string const& service,
         std::string const& arg, bool explain);
@@ -237,15 +274,14 @@ private:
     uint32_t m_next_run_id = 1;
     std::map<int, Caller> m_callers;     // caller connection -> caller
     std::map<uint64_t, PendingAsk> m_asks;
-    std::string m_clipboard;             // bulkhead.Clipboard: content (never logged) and its source
-    std::string m_clipboard_source;
-    uint64_t m_next_ask_id = 1;
+    Clipboard m_clipboard;
     policy::Policy m_policy;
     std::string m_policy_source;         // the policy.d directory, or "embedded default policy"
     std::optional<audit::Log> m_audit;
     uint64_t m_audit_head_stored = 0; // the last seq whose head is in SQLite (flush_audit)
     std::string m_audit_path;
     int m_ask_timeout_ms = 60000;
+    uint32_t m_slots = 1024;
     bool m_throttled = false;            // some listener is paused until tokens refill
     double m_call_rate = default_call_rate(); // calls per second and compartment, past the burst (calls.cpp)
     bool m_stopping = false;

@@ -168,16 +168,17 @@ policy::Party Broker::party_of(std::string const& name) const
     return party;
 }
 
-void Broker::record(audit::Record entry, Durability durability)
+bool Broker::record(audit::Record entry, Durability durability)
 {
     if (!m_audit)
-        return;
+        return false;
     if (auto appended = m_audit->append(entry, durability == Durability::Now); appended.is_error()) {
         log("audit log: " + appended.error().message());
-        return;
+        return false;
     }
     if (durability == Durability::Now)
         flush_audit();
+    return true;
 }
 
 void Broker::flush_audit()
@@ -258,6 +259,20 @@ void Broker::refuse_call(int fd, uint32_t exit_code, std::string const& message)
     close_caller(fd);
 }
 
+// The one answer a caller gets for "no such compartment", "not yours", "no such template" and a
+// policy's deny alike.
+void Broker::refuse_denied(int fd)
+{
+    refuse_call(fd, 126, "denied by policy");
+}
+
+// A failure inside bulkhead: the details (host paths, the engine's errors) go to the broker's log.
+void Broker::fail_call(int fd, std::string const& source, std::string const& detail)
+{
+    log(source + ": a call failed: " + detail);
+    refuse_call(fd, 125, "the call failed in bulkhead (the administrator's log says why)");
+}
+
 // Refills the bucket and takes one token for a connection just accepted; false when the bucket is
 // below 1 after it: the listener then stays paused until the bucket is back at 1.
 bool Broker::take_call_token(Live& live, int64_t now_ms)
@@ -336,10 +351,12 @@ void Broker::clipboard_copy_from(int fd, UniqueFd content)
     std::string data(static_cast<size_t>(info.st_size), '\0');
     if (::pread(content.get(), data.data(), data.size(), 0) != static_cast<ssize_t>(data.size()))
         return refuse_call(fd, 125, "reading the clipboard's content failed");
-    m_clipboard = std::move(data);
-    m_clipboard_source = source;
-    record({.kind = "call", .caller = source, .target = "@clipboard", .service = clipboard_service, .arg = "copy", .verdict = "ok",
-        .detail = std::to_string(m_clipboard.size()) + " bytes"});
+    if (!record({.kind = "call", .caller = source, .target = "@clipboard", .service = clipboard_service, .arg = "copy", .verdict = "ok",
+            .detail = std::to_string(data.size()) + " bytes"}))
+        return refuse_call(fd, 125, "refused: the audit log cannot be written");
+    m_clipboard.content = std::move(data);
+    m_clipboard.source = party_of(source); // as it is now: it may be gone when the content is pasted
+    ++m_clipboard.serial;
     deliver_to_caller(fd, "@clipboard", {});
 }
 
@@ -367,21 +384,23 @@ void Broker::deliver_to_caller(int fd, std::string const& target, std::string co
 void Broker::route_call(int fd, wire::Call const& call_in)
 {
     std::string const caller = m_callers.at(fd).compartment;
-    std::string source = caller;
     wire::Call call = call_in;
+    policy::Request request;
     if (call.service == clipboard_service) {
         if (call.arg != "paste")
             return refuse_call(fd, 2, "bulkhead.Clipboard takes 'copy' or 'paste'");
-        if (m_clipboard_source.empty())
+        if (m_clipboard.source.name.empty())
             return refuse_call(fd, 1, "the clipboard is empty");
-        // Pasting is a crossing from the compartment the content came from to the caller.
-        source = m_clipboard_source;
+        // Pasting is a crossing from the compartment the content came from (as it was when it
+        // copied) to the caller.
+        request.source = m_clipboard.source;
         call.target = caller;
+    } else {
+        request.source = party_of(caller);
     }
-    policy::Request request;
+    std::string const source = request.source.name;
     request.service = call.service;
     request.arg = call.arg;
-    request.source = party_of(source);
     std::string templ;
     request.target_kind = target_kind_of(call.target, templ);
     audit::Record entry;
@@ -390,23 +409,25 @@ void Broker::route_call(int fd, wire::Call const& call_in)
     entry.target = call.target.empty() ? "@default" : call.target;
     entry.service = call.service;
     entry.arg = call.arg;
+    // Refused before the policy is asked: recorded with the reason, answered like any denial.
+    auto deny_unseen = [&](std::string const& why) {
+        entry.verdict = "deny";
+        entry.detail = why;
+        (void)record(entry, Durability::Later);
+        refuse_denied(fd);
+    };
 
     if (request.target_kind == policy::TargetKind::NewDisposable) {
         request.disposable_template = templ.empty() ? m_config.default_disposable : templ;
         auto const* settings = m_config.find_compartment(request.disposable_template);
-        if (request.disposable_template.empty() || settings == nullptr || !settings->disposable_template) {
-            entry.verdict = "deny";
-            entry.detail = "no such disposable template";
-            record(entry, Durability::Later);
-            return refuse_call(fd, 126, "denied: '" + call.target + "' names no disposable template");
-        }
+        if (request.disposable_template.empty() || settings == nullptr || !settings->disposable_template)
+            return deny_unseen("no such disposable template");
     } else if (request.target_kind == policy::TargetKind::Compartment) {
-        if (m_config.find_compartment(call.target) == nullptr && !m_live.contains(call.target)) {
-            entry.verdict = "deny";
-            entry.detail = "no such compartment";
-            record(entry, Durability::Later);
-            return refuse_call(fd, 126, "denied: no compartment named '" + call.target + "'");
-        }
+        auto live = m_live.find(call.target);
+        if (live != m_live.end() && !reachable_by(live->second, caller))
+            return deny_unseen(live->second.owner.empty() ? "a pooled disposable" : "a disposable made for " + live->second.owner);
+        if (m_config.find_compartment(call.target) == nullptr && live == m_live.end())
+            return deny_unseen("no such compartment");
         request.target = party_of(call.target);
     } else if (request.target_kind == policy::TargetKind::Host) {
         request.target.host = true;
@@ -416,21 +437,29 @@ void Broker::route_call(int fd, wire::Call const& call_in)
     std::string const where = policy::decision_where(m_policy, decision);
     entry.verdict = std::string(policy::action_name(decision.action));
     entry.rule = where;
-    record(entry, Durability::Later);
+    if (!record(entry, Durability::Later))
+        return refuse_call(fd, 125, "refused: the audit log cannot be written");
     if (decision.action == policy::Action::Deny)
-        return refuse_call(fd, 126, "denied by policy (" + where + ")");
+        return refuse_denied(fd);
     if (decision.action == policy::Action::Ask) {
         size_t waiting = std::count_if(m_asks.begin(), m_asks.end(), [&](auto const& ask) { return m_callers.contains(ask.second.caller) && m_callers.at(ask.second.caller).compartment == caller; });
         if (waiting >= max_asks_per_compartment)
             return refuse_call(fd, 125, "too many calls of " + caller + " wait for an answer");
+        // Ids go on across broker restarts, so that `approve N` and the audit's records of N
+        // always mean one request.
+        auto id = m_db->next_number("next_ask");
+        if (id.is_error())
+            return fail_call(fd, caller, "numbering an ask: " + id.error().message());
         PendingAsk ask;
-        ask.id = m_next_ask_id++;
+        ask.id = id.value();
         ask.caller = fd;
         ask.source = source;
         ask.call = call;
         ask.request = request;
         ask.decision = decision;
         ask.rule = where;
+        if (call.service == clipboard_service)
+            ask.clipboard_serial = m_clipboard.serial;
         ask.asked_at_ms = sys::monotonic_ms();
         ask.deadline_ms = ask.asked_at_ms + m_ask_timeout_ms;
         log("ask " + std::to_string(ask.id) + ": " + source + " -> " + entry.target + " " + call.service
@@ -447,9 +476,10 @@ void Broker::route_call(int fd, wire::Call const& call_in)
 void Broker::clipboard_paste_to(int fd, std::string const& target)
 {
     // Whoever allowed it (policy or administrator): the content goes, and the clipboard is emptied.
-    std::string content = std::move(m_clipboard);
-    m_clipboard.clear();
-    m_clipboard_source.clear();
+    std::string content = std::move(m_clipboard.content);
+    m_clipboard.content.clear();
+    m_clipboard.source = {};
+    ++m_clipboard.serial;
     deliver_to_caller(fd, target, content);
 }
 
@@ -458,9 +488,15 @@ void Broker::run_call(int fd, std::string const& source, wire::Call const& call,
 {
     if (call.service == clipboard_service)
         return clipboard_paste_to(fd, call.target);
-    // Where the service runs: the administrator's choice, the rule's redirect, or what was asked for.
-    std::string target_text = !target_override.empty() ? target_override : params.target.value_or(call.target);
+    // Where the service runs: the administrator's choice, the rule's redirect, or what was asked
+    // for. A redirect is taken as written: `target=@disposable` means a disposable of the default
+    // template, never of the template the caller named.
+    std::string target_text = call.target;
     std::string templ = request.disposable_template;
+    if (!target_override.empty() || params.target) {
+        target_text = !target_override.empty() ? target_override : *params.target;
+        templ.clear();
+    }
     policy::TargetKind kind = target_kind_of(target_text, templ);
     if (kind == policy::TargetKind::Default)
         return refuse_call(fd, 125, "the call names no target and the policy gives none (target=NAME)");
@@ -468,7 +504,23 @@ void Broker::run_call(int fd, std::string const& source, wire::Call const& call,
         return refuse_call(fd, 125, "the host runs no services");
     std::string run_as = params.user.value_or("user");
     if (run_as != "user" && run_as != "root")
-        return refuse_call(fd, 125, "the policy runs the service as '" + run_as + "': a compartment has 'user' and 'root'");
+        return fail_call(fd, source, "the policy runs the service as '" + run_as + "': a compartment has 'user' and 'root'");
+
+    // The streams first: once a disposable is taken for this call, nothing may fail before its run.
+    int pair[2];
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) < 0)
+        return fail_call(fd, source, "socketpair: " + std::string(std::strerror(errno)));
+    UniqueFd caller_end(pair[0]), service_end(pair[1]);
+    int errors[2], status[2];
+    if (::pipe2(errors, O_CLOEXEC) < 0)
+        return fail_call(fd, source, "pipe: " + std::string(std::strerror(errno)));
+    UniqueFd errors_read(errors[0]), errors_write(errors[1]);
+    if (::pipe2(status, O_CLOEXEC) < 0)
+        return fail_call(fd, source, "pipe: " + std::string(std::strerror(errno)));
+    UniqueFd status_read(status[0]), status_write(status[1]);
+    UniqueFd service_out(::fcntl(service_end.get(), F_DUPFD_CLOEXEC, 3));
+    if (!service_out)
+        return fail_call(fd, source, "dup: " + std::string(std::strerror(errno)));
 
     Live* live = nullptr;
     if (kind == policy::TargetKind::NewDisposable) {
@@ -476,51 +528,40 @@ void Broker::run_call(int fd, std::string const& source, wire::Call const& call,
             templ = m_config.default_disposable;
         auto const* settings = m_config.find_compartment(templ);
         if (settings == nullptr || !settings->disposable_template)
-            return refuse_call(fd, 125, "'" + templ + "' is not a disposable template");
-        for (auto& [name, candidate] : m_live) {
-            if (candidate.pooled && candidate.template_name == templ && (live == nullptr || candidate.agent_ready))
-                live = &candidate;
+            return fail_call(fd, source, "the policy sends the call to '" + target_text + "', which is not a disposable template");
+        if (auto allowed = check_disposable_allowance(templ, source); allowed.is_error()) {
+            log(source + ": no disposable: " + allowed.error().message());
+            return refuse_call(fd, 125, "refused: " + allowed.error().message());
         }
-        if (live == nullptr) {
-            auto made = make_disposable(templ, false);
-            if (made.is_error())
-                return refuse_call(fd, 125, "starting a disposable of " + templ + ": " + made.error().message());
-            live = made.value();
-        }
-        live->pooled = false;
-        live->used = true;
+        auto taken = take_disposable(templ, source);
+        if (taken.is_error())
+            return fail_call(fd, source, "starting a disposable of " + templ + ": " + taken.error().message());
+        live = taken.value();
     } else {
         if (target_text == source && !m_live.contains(target_text))
-            return refuse_call(fd, 125, "the caller is not running");
+            return fail_call(fd, source, "the caller is not running");
         auto found = m_live.find(target_text);
         if (found != m_live.end()) {
+            // A redirect or the administrator's choice cannot hand the caller someone else's disposable.
+            if (!reachable_by(found->second, source)) {
+                (void)record({.kind = "call", .caller = source, .target = target_text, .service = call.service, .arg = call.arg,
+                                 .verdict = "deny", .detail = "a disposable not made for " + source},
+                    Durability::Later);
+                return refuse_denied(fd);
+            }
             live = &found->second;
         } else {
             if (m_config.find_compartment(target_text) == nullptr)
-                return refuse_call(fd, 125, "no compartment named '" + target_text + "'");
+                return fail_call(fd, source, "no compartment named '" + target_text + "'");
             if (!params.autostart.value_or(true))
-                return refuse_call(fd, 125, target_text + " is not running and the policy does not start it (autostart=no)");
+                return refuse_call(fd, 125, "the target is not running and the policy does not start it (autostart=no)");
             auto started = start_persistent(target_text);
             if (started.is_error())
-                return refuse_call(fd, 125, "starting " + target_text + ": " + started.error().message());
+                return fail_call(fd, source, "starting " + target_text + ": " + started.error().message());
             live = started.value();
         }
     }
-
-    int pair[2];
-    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) < 0)
-        return refuse_call(fd, 125, "socketpair: " + std::string(std::strerror(errno)));
-    UniqueFd caller_end(pair[0]), service_end(pair[1]);
-    int errors[2], status[2];
-    if (::pipe2(errors, O_CLOEXEC) < 0)
-        return refuse_call(fd, 125, "pipe: " + std::string(std::strerror(errno)));
-    UniqueFd errors_read(errors[0]), errors_write(errors[1]);
-    if (::pipe2(status, O_CLOEXEC) < 0)
-        return refuse_call(fd, 125, "pipe: " + std::string(std::strerror(errno)));
-    UniqueFd status_read(status[0]), status_write(status[1]);
-    UniqueFd service_out(::fcntl(service_end.get(), F_DUPFD_CLOEXEC, 3));
-    if (!service_out)
-        return refuse_call(fd, 125, "dup: " + std::string(std::strerror(errno)));
+    bool const taken_for_this_call = kind == policy::TargetKind::NewDisposable;
 
     wire::Exec exec;
     exec.id = m_next_run_id++;
@@ -540,6 +581,8 @@ void Broker::run_call(int fd, std::string const& source, wire::Call const& call,
     std::string const target_name = live->name;
     live->runs.emplace(exec.id, std::move(run));
     live->waiting.push_back(exec.id);
+    if (taken_for_this_call)
+        set_main_run(*live, exec.id);
     send_pending(*live);
 
     auto reply = wire::encode(wire::CallReply(wire::CallConnected {target_name}));
@@ -562,9 +605,9 @@ void Broker::expire_asks(int64_t now_ms)
         it = m_asks.erase(it);
         audit::Record entry {.kind = "ask", .caller = ask.source, .target = ask.call.target.empty() ? "@default" : ask.call.target,
             .service = ask.call.service, .arg = ask.call.arg, .verdict = "timeout", .rule = ask.rule, .detail = "no answer: denied"};
-        record(entry);
+        (void)record(entry);
         log("ask " + std::to_string(ask.id) + ": no answer in time: denied");
-        refuse_call(ask.caller, 126, "denied: no answer to the request (" + ask.rule + ")");
+        refuse_call(ask.caller, 126, "denied: the administrator did not answer in time");
     }
     // Throttled listeners come back once their bucket has a token again.
     if (!m_throttled)

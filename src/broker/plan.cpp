@@ -80,6 +80,7 @@ std::vector<std::string> differences(SystemConfig const& old_config, Compartment
     field("disposable_template", yes_no(a.disposable_template), yes_no(b.disposable_template), false);
     field("provides_network", yes_no(a.provides_network), yes_no(b.provides_network), true);
     field("preload", std::to_string(a.preload), std::to_string(b.preload), false);
+    field("max_disposables", std::to_string(a.max_disposables), std::to_string(b.max_disposables), false);
     field("mounts", mounts_text(a.mounts), mounts_text(b.mounts), true);
     field("firewall", firewall_text(a.firewall), firewall_text(b.firewall), true);
     return out;

@@ -16,8 +16,22 @@ CREATE TABLE IF NOT EXISTS generations(
 CREATE TABLE IF NOT EXISTS slots(name TEXT PRIMARY KEY, slot INTEGER NOT NULL UNIQUE);
 CREATE TABLE IF NOT EXISTS running(
   name TEXT PRIMARY KEY, pid INTEGER NOT NULL, start_time INTEGER NOT NULL, slot INTEGER NOT NULL,
-  disposable INTEGER NOT NULL, template TEXT NOT NULL);
+  disposable INTEGER NOT NULL, template TEXT NOT NULL, owner TEXT NOT NULL DEFAULT '',
+  account TEXT NOT NULL DEFAULT '', main_run INTEGER NOT NULL DEFAULT 0);
 )sql";
+
+// Columns added after the first release, for databases made before them.
+struct AddedColumn {
+    char const* table;
+    char const* column;
+    char const* definition;
+};
+constexpr AddedColumn added_columns[] = {
+    {"generations", "policy", "TEXT NOT NULL DEFAULT ''"},
+    {"running", "owner", "TEXT NOT NULL DEFAULT ''"},
+    {"running", "account", "TEXT NOT NULL DEFAULT ''"},
+    {"running", "main_run", "INTEGER NOT NULL DEFAULT 0"},
+};
 
 Error db_error(sqlite3* db, std::string_view what)
 {
@@ -83,14 +97,19 @@ Result<StateDb> StateDb::open(std::string const& path)
     sqlite3_busy_timeout(db.m_db, 5000);
     TRY(db.exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;"));
     TRY(db.exec(schema));
-    // Databases from before generations kept their policy get the column (empty: not stored).
-    bool has_policy = false;
-    {
-        Statement columns(db.m_db, "SELECT 1 FROM pragma_table_info('generations') WHERE name = 'policy'");
-        has_policy = TRY(columns.step());
+    // Older databases gain the columns they lack (with their defaults: empty policy, no owner).
+    for (auto const& added : added_columns) {
+        bool present = false;
+        {
+            Statement columns(db.m_db, "SELECT 1 FROM pragma_table_info(?) WHERE name = ?");
+            columns.bind(1, std::string(added.table)).bind(2, std::string(added.column));
+            present = TRY(columns.step());
+        }
+        if (!present) {
+            std::string const sql = std::string("ALTER TABLE ") + added.table + " ADD COLUMN " + added.column + " " + added.definition;
+            TRY(db.exec(sql.c_str()));
+        }
     }
-    if (!has_policy)
-        TRY(db.exec("ALTER TABLE generations ADD COLUMN policy TEXT NOT NULL DEFAULT ''"));
     return db;
 }
 
@@ -198,14 +217,17 @@ Status StateDb::free_slot(std::string const& name)
 
 Status StateDb::put_running(RunningRecord const& record)
 {
-    Statement statement(m_db, "INSERT OR REPLACE INTO running(name, pid, start_time, slot, disposable, template) "
-                              "VALUES(?, ?, ?, ?, ?, ?)");
+    Statement statement(m_db, "INSERT OR REPLACE INTO running(name, pid, start_time, slot, disposable, template, owner, account, main_run) "
+                              "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)");
     statement.bind(1, record.name)
         .bind(2, record.pid)
         .bind(3, static_cast<int64_t>(record.start_time))
         .bind(4, record.slot)
         .bind(5, record.disposable ? 1 : 0)
-        .bind(6, record.template_name);
+        .bind(6, record.template_name)
+        .bind(7, record.owner)
+        .bind(8, record.account)
+        .bind(9, static_cast<int64_t>(record.main_run));
     TRY(statement.step());
     return {};
 }
@@ -220,23 +242,41 @@ Status StateDb::remove_running(std::string const& name)
 
 Result<std::vector<RunningRecord>> StateDb::running()
 {
-    Statement statement(m_db, "SELECT name, pid, start_time, slot, disposable, template FROM running ORDER BY name");
+    Statement statement(m_db, "SELECT name, pid, start_time, slot, disposable, template, owner, account, main_run FROM running ORDER BY name");
     std::vector<RunningRecord> records;
     while (TRY(statement.step())) {
         records.push_back({statement.text(0), static_cast<pid_t>(statement.integer(1)),
             static_cast<uint64_t>(statement.integer(2)), static_cast<uint32_t>(statement.integer(3)),
-            statement.integer(4) != 0, statement.text(5)});
+            statement.integer(4) != 0, statement.text(5), statement.text(6), statement.text(7),
+            static_cast<uint32_t>(statement.integer(8))});
     }
     return records;
 }
 
-Result<uint64_t> StateDb::next_disposable_number()
+Result<uint64_t> StateDb::next_number(std::string const& counter)
 {
-    Statement statement(m_db, "INSERT INTO meta(key, value) VALUES('next_disposable', 1) "
+    Statement statement(m_db, "INSERT INTO meta(key, value) VALUES(?, 1) "
                               "ON CONFLICT(key) DO UPDATE SET value = value + 1 RETURNING value");
+    statement.bind(1, counter);
     if (!TRY(statement.step()))
-        return Error::from_message("state database: no disposable number");
+        return Error::from_message("state database: no number for " + counter);
     return static_cast<uint64_t>(statement.integer(0));
+}
+
+Status StateDb::set_main_run(std::string const& name, uint32_t run_id)
+{
+    Statement statement(m_db, "UPDATE running SET main_run = ? WHERE name = ?");
+    statement.bind(1, static_cast<int64_t>(run_id)).bind(2, name);
+    TRY(statement.step());
+    return {};
+}
+
+Status StateDb::set_owner(std::string const& name, std::string const& owner, std::string const& account)
+{
+    Statement statement(m_db, "UPDATE running SET owner = ?, account = ? WHERE name = ?");
+    statement.bind(1, owner).bind(2, account).bind(3, name);
+    TRY(statement.step());
+    return {};
 }
 
 Status StateDb::set_audit_head(uint64_t seq, std::string const& hash)

@@ -31,6 +31,9 @@ struct RunningRecord {
     uint32_t slot = 0;
     bool disposable = false;
     std::string template_name;  // disposables: the compartment they were made from
+    std::string owner;          // disposables: whom it was made for (a compartment, "@host"); "" while pooled
+    std::string account;        // disposables: whose allowance of live disposables it uses
+    uint32_t main_run = 0;      // disposables: the run whose end destroys it (0: none yet)
 };
 
 class StateDb {
@@ -54,8 +57,12 @@ public:
     Status remove_running(std::string const& name);
     Result<std::vector<RunningRecord>> running();
 
-    // The next disposable number (disp-N), persistent so that names are not reused soon.
-    Result<uint64_t> next_disposable_number();
+    // The next number of a persistent counter (1, 2, ...): disposable names (disp-N, "next_disposable")
+    // and ask ids ("next_ask"), so that neither is reused across broker restarts.
+    Result<uint64_t> next_number(std::string const& counter);
+    // A disposable taken from the pool or made for a caller: its owner, and the run that ends it.
+    Status set_owner(std::string const& name, std::string const& owner, std::string const& account);
+    Status set_main_run(std::string const& name, uint32_t run_id);
 
     // The audit log's last record as the broker wrote it, so that records cut off the end of the
     // log are found by `audit verify` even across broker restarts.

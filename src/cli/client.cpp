@@ -189,9 +189,17 @@ int daemon_command(std::vector<std::string> args)
         else
             options.ask_timeout_ms = static_cast<int>(seconds.value() * 1000);
     }
+    std::string slots;
+    if (take_option(args, "slots", slots, error)) {
+        auto count = parse_uint(slots);
+        if (count.is_error() || count.value() < 16 || count.value() > 1024)
+            error = "--slots: '" + slots + "' is not a number of compartments (16 to 1024)";
+        else
+            options.slots = static_cast<uint32_t>(count.value());
+    }
     if (!error.empty() || !args.empty()) {
         print_error(error.empty() ? "daemon: unexpected argument '" + args.front() + "'" : error);
-        std::fputs("usage: bulkhead daemon [--config FILE] [--root DIR] [--socket PATH] [--ask-timeout SECONDS]\n", stderr);
+        std::fputs("usage: bulkhead daemon [--config FILE] [--root DIR] [--socket PATH] [--ask-timeout SECONDS] [--slots N]\n", stderr);
         return exit_usage;
     }
     if (::geteuid() != 0) {

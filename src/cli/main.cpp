@@ -14,7 +14,7 @@ constexpr char const* usage_text
     = "usage: bulkhead COMMAND [ARGS...]\n"
       "\n"
       "commands available in this version:\n"
-      "  daemon [--config FILE] [--root DIR] [--socket PATH] [--ask-timeout SECONDS]\n"
+      "  daemon [--config FILE] [--root DIR] [--socket PATH] [--ask-timeout SECONDS] [--slots N]\n"
       "                                      run the broker in the foreground\n"
       "  apply [FILE]                        validate, then make the running system match FILE\n"
       "  plan [FILE]                         show what apply would change; change nothing\n"

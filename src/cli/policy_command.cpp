@@ -247,7 +247,15 @@ int copy_command(std::string const& socket, std::vector<std::string> const& args
     }
     std::vector<std::string> run = {"--socket", socket, source, "--", "bulkhead-copy", args.back()};
     run.insert(run.end(), paths.begin(), paths.end());
-    return run_command("run", std::move(run));
+    int code = run_command("run", std::move(run));
+    if (code != 126)
+        return code;
+    // Inside, a denial names no policy file; the administrator is told which rule decided.
+    auto reply = call_broker(socket, {{"op", "policy_check"}, {"source", source}, {"target", args.back()},
+                                         {"service", "bulkhead.Filecopy"}, {"arg", ""}, {"explain", false}});
+    if (reply.has_value() && reply.value().value("action", "") == "deny")
+        print_error("copy: denied by policy (" + reply.value().value("rule", std::string("?")) + ")");
+    return code;
 }
 
 } // namespace

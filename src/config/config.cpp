@@ -346,13 +346,16 @@ void parse_compartment(Checker& check, toml::key const& key, toml::node const& n
     c.name = name;
     c.where = check.at(key.source());
     check.name_ok(c.where, "compartment name", name);
+    if (name.starts_with(disposable_prefix))
+        check.error(c.where, "compartment name '" + name + "': names starting with '" + std::string(disposable_prefix)
+                                 + "' are kept for disposables");
     std::string const what = "compartment '" + name + "'";
     auto const* table = check.table_at(node, what);
     if (table == nullptr)
         return;
     check.only_keys(*table,
                     {"label", "template", "backend", "network", "memory", "pids", "cpus", "tags", "autostart",
-                     "mounts", "disposable_template", "provides_network", "firewall", "preload"},
+                     "mounts", "disposable_template", "provides_network", "firewall", "preload", "max_disposables"},
                     what);
     if (auto const* v = table->get("label")) {
         auto text = check.string_at(*v, "label");
@@ -410,6 +413,8 @@ void parse_compartment(Checker& check, toml::key const& key, toml::node const& n
         if (c.preload > 0 && !c.disposable_template)
             check.error(*v, "preload is only for compartments with disposable_template = true");
     }
+    if (auto const* v = table->get("max_disposables"))
+        c.max_disposables = static_cast<uint32_t>(check.integer_at(*v, "max_disposables", 0, 1000).value_or(c.max_disposables));
     if (auto const* v = table->get("mounts")) {
         if (auto const* array = v->as_array())
             for (auto const& element : *array)

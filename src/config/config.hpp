@@ -68,6 +68,10 @@ struct Compartment {
     bool disposable_template = false;
     bool provides_network = false;
     uint32_t preload = 0; // ready disposables kept in a pool (disposable templates only)
+    // Live disposables this compartment may have made for it at once (through @disposable calls,
+    // including those its disposables make in turn). For a disposable template: the allowance of
+    // each disposable the administrator starts from it.
+    uint32_t max_disposables = 8;
     std::vector<Mount> mounts;
     std::map<std::string, std::vector<std::string>> firewall; // client compartment -> rules
     Position where;
@@ -98,5 +102,8 @@ std::string_view default_system_toml();
 
 // Compartment, template, volume, tag names: [a-z0-9][a-z0-9-]*, at most 32 characters.
 bool valid_name(std::string_view name);
+
+// Names of disposables (disp-N) are the broker's: no configured compartment may start with this.
+inline constexpr std::string_view disposable_prefix = "disp-";
 
 } // namespace bulkhead::config

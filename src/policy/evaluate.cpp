@@ -63,13 +63,14 @@ std::string target_mismatch(Subject const& subject, Request const& request)
         return compartment || fresh ? "" : "target is " + what + " (@any is a compartment or a new disposable)";
     case SubjectKind::Tag:
         return compartment && has_tag(target, subject.value) ? "" : "target " + what + " is not tagged " + subject.value;
+    // A disposable target is always one made for this call: an existing disposable, even one of
+    // the right template, is never reached through @disposable.
     case SubjectKind::Disposable:
-        return fresh || (compartment && target.disposable) ? "" : "target " + what + " is not a disposable";
+        return fresh ? "" : "target " + what + " is not a new disposable";
     case SubjectKind::DisposableOf:
         if (fresh && request.disposable_template == subject.value)
             return "";
-        return compartment && target.disposable && target.template_name == subject.value ? ""
-                                                                                          : "target " + what + " is not a disposable of " + subject.value;
+        return "target " + what + " is not a new disposable of " + subject.value;
     case SubjectKind::Host:
         return request.target_kind == TargetKind::Host ? "" : "target is " + what + ", not the host";
     case SubjectKind::Default:
@@ -138,10 +139,9 @@ bool target_matches(Subject const& subject, Request const& request)
     case SubjectKind::Tag:
         return compartment && has_tag(target, subject.value);
     case SubjectKind::Disposable:
-        return fresh || (compartment && target.disposable);
+        return fresh;
     case SubjectKind::DisposableOf:
-        return (fresh && request.disposable_template == subject.value)
-            || (compartment && target.disposable && target.template_name == subject.value);
+        return fresh && request.disposable_template == subject.value;
     case SubjectKind::Host:
         return request.target_kind == TargetKind::Host;
     case SubjectKind::Default:

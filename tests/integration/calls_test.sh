@@ -96,7 +96,7 @@ cp "$SERVICES/$P.Echo" "$SERVICES/$P.NoStart"
 chmod 755 "$SERVICES/$P".*
 
 B=$BULKHEAD
-"$B" daemon --root "$ROOT" --config "$ROOT/etc/system.toml" --ask-timeout 3 >>"$LOG" 2>&1 &
+"$B" daemon --root "$ROOT" --config "$ROOT/etc/system.toml" --ask-timeout 10 >>"$LOG" 2>&1 &
 DAEMON=$!
 for _ in $(seq 100); do
     "$B" ls >/dev/null 2>&1 && break
@@ -119,15 +119,23 @@ grep -q "to stderr" "$ROOT/stderr" && pass "service-stderr-reaches-caller" || fa
 check exit-code-of-service 7 "" -- "$B" run work -- bulkhead-call vault "$P.Status"
 check missing-service-127 127 "no service $P.Missing in vault" -- "$B" run work -- bulkhead-call vault "$P.Missing"
 check user-root-param 0 "uid=0" -- "$B" run work -- sh -c "echo | bulkhead-call research $P.Echo+x"
-check arg-must-match 126 "denied by policy (no matching rule)" -- "$B" run work -- sh -c "echo | bulkhead-call research $P.Echo+y"
+check arg-must-match 126 "denied by policy" -- "$B" run work -- sh -c "echo | bulkhead-call research $P.Echo+y"
 check redirect-target-param 0 "in=vault" -- "$B" run work -- sh -c "echo | bulkhead-call @default $P.Redirect"
 check autostart-no 125 "autostart=no" -- "$B" run work -- sh -c "echo | bulkhead-call personal $P.NoStart"
 [[ $(json_field personal state) == stopped ]] && pass "autostart-no-left-target-stopped" || fail "autostart-no-left-target-stopped"
 
 # ---- deny ----
-check deny-rule 126 "denied by policy ($ROOT/etc/policy.d/10-calls.policy:12)" -- "$B" run work -- bulkhead-call vault "$P.Denied"
-check deny-no-rule 126 "denied by policy (no matching rule)" -- "$B" run vault -- bulkhead-call work "$P.Echo"
-check deny-unknown-target 126 "no compartment named 'nosuch'" -- "$B" run work -- bulkhead-call nosuch "$P.Echo"
+# Inside, every denial reads the same and names no policy file (the host's paths stay on the host);
+# the rule that decided is in the audit log and in `policy check --explain`.
+check deny-rule 126 "denied by policy" -- "$B" run work -- bulkhead-call vault "$P.Denied"
+deny_rule_err=$(cat "$ROOT/stderr")
+[[ $deny_rule_err != *policy.d* && $deny_rule_err != *"$ROOT"* && $deny_rule_err != *":12"* ]] && pass "deny-names-no-host-path-inside" || fail "deny-names-no-host-path-inside: $deny_rule_err"
+last_rule() { "$B" audit --json | python3 -c "import json,sys; r=[json.loads(l) for l in sys.stdin if l.strip()]; r=[x for x in r if x.get('service')=='$1']; print(r[-1].get('verdict'), r[-1].get('rule',''), r[-1].get('detail',''))"; }
+[[ $(last_rule "$P.Denied") == "deny $ROOT/etc/policy.d/10-calls.policy:12"* ]] && pass "deny-rule-in-audit" || fail "deny-rule-in-audit: $(last_rule "$P.Denied")"
+check deny-rule-explained-on-host 0 "10-calls.policy:12" -- "$B" policy check work vault "$P.Denied"
+check deny-no-rule 126 "denied by policy" -- "$B" run vault -- bulkhead-call work "$P.Echo"
+check deny-unknown-target 126 "denied by policy" -- "$B" run work -- bulkhead-call nosuch "$P.Echo"
+[[ $(cat "$ROOT/stderr") == "$deny_rule_err" ]] && pass "unknown-target-reads-like-a-deny" || fail "unknown-target-reads-like-a-deny: $(cat "$ROOT/stderr") vs $deny_rule_err"
 check deny-as-root-inside 126 "denied by policy" -- "$B" run --user root vault -- bulkhead-call work "$P.Echo"
 check call-usage 2 "usage: bulkhead-call" -- "$B" run work -- bulkhead-call vault
 
@@ -172,7 +180,7 @@ check open-missing-file 2 "nothere: No such file" -- "$B" run work -- bulkhead-o
 check open-directory 2 "not a regular file" -- "$B" run work -- bulkhead-open-disposable /home/user
 check open-usage 2 "usage: bulkhead-open-disposable" -- "$B" run work -- bulkhead-open-disposable
 check open-denied-by-policy 126 "denied by policy" -- "$B" run research -- sh -c 'echo x > /tmp/f && bulkhead-open-disposable /tmp/f'
-check open-no-such-template 126 "names no disposable template" -- "$B" run work -- sh -c 'cd && bulkhead-open-disposable --template vault open.txt'
+check open-no-such-template 126 "denied by policy" -- "$B" run work -- sh -c 'cd && bulkhead-open-disposable --template vault open.txt'
 # A hostile disposable (its service replaced): every malformed answer leaves the original as it
 # was, no temporary or .edited file behind, and says why.
 cat >"$SERVICES/bulkhead.OpenInDisposable" <<'EOF'
@@ -232,7 +240,7 @@ check approve-usage 2 "usage: bulkhead approve" -- "$B" approve
 (echo | "$B" run personal -- bulkhead-call vault "$P.Echo" >"$ROOT/ask3.out" 2>&1; echo $? >"$ROOT/ask3.code") &
 asker=$!
 wait "$asker"
-[[ $(cat "$ROOT/ask3.code") == 126 && $(cat "$ROOT/ask3.out") == *"no answer"* ]] && pass "unanswered-ask-is-denied" || fail "unanswered-ask-is-denied: $(cat "$ROOT/ask3.code") $(cat "$ROOT/ask3.out")"
+[[ $(cat "$ROOT/ask3.code") == 126 && $(cat "$ROOT/ask3.out") == *"did not answer"* ]] && pass "unanswered-ask-is-denied" || fail "unanswered-ask-is-denied: $(cat "$ROOT/ask3.code") $(cat "$ROOT/ask3.out")"
 
 # ---- file copy ----
 check copy-allowed 0 "" -- "$B" run work -- sh -c 'printf "payload\n" > report.txt && mkdir -p dir/sub && echo deep > dir/sub/f && bulkhead-copy research report.txt dir'
@@ -247,6 +255,7 @@ check host-copy-from-compartment 0 "" -- "$B" copy work:report.txt research
 check host-copy-arrived 0 "second" -- "$B" run research -- cat "/home/user/Incoming/work/report.txt (2)"
 check host-copy-usage 2 "is not SRC:PATH" -- "$B" copy /etc/passwd research
 check copy-denied 126 "denied by policy" -- "$B" run personal -- sh -c 'echo x > f && bulkhead-copy work f'
+check host-copy-denial-names-rule-on-host 126 "copy: denied by policy (no matching rule)" -- "$B" copy personal:f work
 
 # ---- the clipboard: copy anywhere, paste is the call CLIPBOARD-SOURCE -> paster ----
 check clip-copy 0 "" -- "$B" run work -- sh -c 'echo clip-secret | bulkhead-clip copy'
@@ -277,7 +286,8 @@ check old-policy-still-in-force 0 "uid=1000" -- "$B" run work -- sh -c "echo | b
 # ---- the policy belongs to its generation: rollback brings it back; an edit on disk needs an apply ----
 printf '%s.Empty * work vault deny\n' "$P" >"$ROOT/etc/policy.d/05-generation.policy"
 check generation-policy-applied 0 "policy: 16 rules" -- "$B" apply "$ROOT/etc/system.toml"
-check generation-new-policy-denies 126 "05-generation.policy:1" -- "$B" run work -- bulkhead-call vault "$P.Empty"
+check generation-new-policy-denies 126 "denied by policy" -- "$B" run work -- bulkhead-call vault "$P.Empty"
+[[ $(last_rule "$P.Empty") == "deny $ROOT/etc/policy.d/05-generation.policy:1"* ]] && pass "generation-new-policy-rule-in-audit" || fail "generation-new-policy-rule-in-audit: $(last_rule "$P.Empty")"
 check rollback-restores-policy 0 "15 rules from $ROOT/etc/policy.d as applied with generation 1" -- "$B" rollback
 check rollback-policy-allows-again 0 "" -- "$B" run work -- bulkhead-call vault "$P.Empty"
 # A broken file in policy.d (not applied) does not keep a restarted broker from starting: it starts
@@ -285,7 +295,7 @@ check rollback-policy-allows-again 0 "" -- "$B" run work -- bulkhead-call vault 
 printf 'this is not a rule\n' >"$ROOT/etc/policy.d/06-broken.policy"
 kill "$DAEMON"
 wait "$DAEMON" 2>/dev/null
-"$B" daemon --root "$ROOT" --ask-timeout 3 >>"$LOG" 2>&1 &
+"$B" daemon --root "$ROOT" --ask-timeout 10 >>"$LOG" 2>&1 &
 DAEMON=$!
 for _ in $(seq 100); do
     "$B" ls >/dev/null 2>&1 && break

@@ -28,3 +28,29 @@ check() { # NAME EXPECTED_CODE EXPECTED_OUTPUT_SUBSTRING -- COMMAND...
 json_field() { # NAME FIELD: a field of one compartment in ls --json
     "$BULKHEAD" ls --json | python3 -c "import json,sys; print(next((c.get('$2') for c in json.load(sys.stdin)['compartments'] if c['name'] == '$1'), 'absent'))"
 }
+
+stop_compartments() { # stops every compartment the broker runs (for cleanup)
+    local name
+    for name in $("$BULKHEAD" ls --json 2>/dev/null | python3 -c 'import json,sys; [print(c["name"]) for c in json.load(sys.stdin)["compartments"] if c["state"] != "stopped"]' 2>/dev/null); do
+        "$BULKHEAD" stop "$name" >/dev/null 2>&1
+    done
+}
+
+wait_for_broker() { # LOG: until the broker answers (10 s), else print LOG and exit 1
+    for _ in $(seq 100); do
+        "$BULKHEAD" ls >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    echo "the daemon did not come up:"
+    cat "$1"
+    exit 1
+}
+
+pending_id() { # the id of the newest pending ask (waits up to 10 s for one)
+    local id
+    for _ in $(seq 100); do
+        id=$("$BULKHEAD" pending --json | python3 -c 'import json,sys; l=json.load(sys.stdin); print(l[-1]["id"] if l else "")')
+        [[ -n $id ]] && { echo "$id"; return; }
+        sleep 0.1
+    done
+}

@@ -239,7 +239,16 @@ TEST(PolicyEvaluate, TagsDisposablesHostAndDefault)
     fresh.disposable_template = "other";
     EXPECT_EQ(decide(policy, fresh), "deny no matching rule");
     EXPECT_EQ(decide(policy, call(disposable("disp-1", "untrusted"), compartment("vault"), "s.D")), "allow p.policy:3");
-    EXPECT_EQ(decide(policy, call(compartment("vault"), disposable("disp-1", "untrusted"), "s.D")), "ask p.policy:2");
+    // An existing disposable is never a @disposable target, not even one of the right template.
+    EXPECT_EQ(decide(policy, call(compartment("vault"), disposable("disp-1", "untrusted"), "s.D")), "deny no matching rule");
+    auto by_kind = parsed("s.E * @any @disposable allow\ns.E * @any @any ask\n");
+    EXPECT_EQ(decide(by_kind, call(compartment("vault"), disposable("disp-1", "untrusted"), "s.E")), "ask p.policy:2");
+    fresh.service = "s.E";
+    EXPECT_EQ(decide(by_kind, fresh), "allow p.policy:1");
+    std::vector<Step> steps;
+    (void)explain(by_kind, call(compartment("vault"), disposable("disp-1", "untrusted"), "s.E"), steps);
+    ASSERT_FALSE(steps.empty());
+    EXPECT_EQ(steps[0].why, "target disp-1 is not a new disposable");
     Party host;
     host.host = true;
     EXPECT_EQ(decide(policy, call(host, compartment("vault"), "s.H")), "allow p.policy:4");
