@@ -154,7 +154,7 @@ Answer receive_answer(Connection& call, bool view_only, std::string const& direc
     std::vector<opener::Event> events;
     bool output = true, errors = true;
     // What comes from the disposable reaches a terminal only with its control characters defused.
-    std::optional<opener::TerminalFilter> to_stdout, to_stderr;
+    std::optional<terminal::ControlFilter> to_stdout, to_stderr;
     if (::isatty(1))
         to_stdout.emplace();
     if (::isatty(2))

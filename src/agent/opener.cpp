@@ -159,27 +159,4 @@ Status ReplyParser::finish() const
     return {};
 }
 
-std::string TerminalFilter::filter(std::span<uint8_t const> bytes)
-{
-    std::string out;
-    out.reserve(bytes.size());
-    for (uint8_t byte : bytes) {
-        if (m_after_c2) {
-            m_after_c2 = false;
-            if (byte >= 0x80 && byte <= 0x9f) {
-                out += '?';
-                continue;
-            }
-            out += static_cast<char>(0xc2);
-        }
-        if (byte == 0xc2)
-            m_after_c2 = true;
-        else if ((byte < 0x20 && byte != '\n' && byte != '\t') || byte == 0x7f)
-            out += '?';
-        else
-            out += static_cast<char>(byte);
-    }
-    return out;
-}
-
 } // namespace bulkhead::opener

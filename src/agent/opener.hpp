@@ -76,17 +76,4 @@ private:
     bool m_failed = false;
 };
 
-// Makes what the disposable writes safe to show on a terminal: control characters other than
-// newline and tab (ESC, CR, BEL, backspace, DEL ... and the C1 controls U+0080-U+009F, which some
-// terminals obey in UTF-8) become '?', so that neither the file nor a viewer it compromised can
-// drive the caller's terminal (set its title, move the cursor to forge output, answer queries into
-// its input). Other UTF-8 passes unchanged. Chunks may split a character: the filter keeps state.
-class TerminalFilter {
-public:
-    std::string filter(std::span<uint8_t const> bytes);
-
-private:
-    bool m_after_c2 = false; // the last chunk ended with 0xC2, the lead byte of U+0080-U+00BF
-};
-
 } // namespace bulkhead::opener

@@ -208,23 +208,3 @@ TEST(OpenerAnswer, AFailedParserStaysFailed)
     EXPECT_FALSE(parser.ended());
 }
 
-TEST(OpenerTerminal, ControlCharactersBecomeQuestionMarks)
-{
-    TerminalFilter filter;
-    auto shown = [&](std::string const& text) { return filter.filter(bytes_of(text)); };
-    EXPECT_EQ(shown("plain text\twith tab\n"), "plain text\twith tab\n");
-    EXPECT_EQ(shown("\x1b]0;owned\x07"), "?]0;owned?");          // window title
-    EXPECT_EQ(shown("\x1b[2J\x1b[1;1Hfake prompt$ "), "?[2J?[1;1Hfake prompt$ ");
-    EXPECT_EQ(shown("ok\rforged\b\x7f"), "ok?forged??");
-    EXPECT_EQ(shown("caf\xc3\xa9 \xe2\x82\xac \xc2\xa0"), "caf\xc3\xa9 \xe2\x82\xac \xc2\xa0"); // é € nbsp stay
-    EXPECT_EQ(shown("\xc2\x9b" "2J"), "?2J");                       // C1 CSI in UTF-8
-}
-
-TEST(OpenerTerminal, ACharacterSplitAcrossChunksIsJudgedWhole)
-{
-    TerminalFilter filter;
-    EXPECT_EQ(filter.filter(bytes_of("a\xc2")), "a");
-    EXPECT_EQ(filter.filter(bytes_of("\x9b")), "?");
-    EXPECT_EQ(filter.filter(bytes_of("\xc2")), "");
-    EXPECT_EQ(filter.filter(bytes_of("\xa9")), "\xc2\xa9");
-}
