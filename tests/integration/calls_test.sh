@@ -17,13 +17,7 @@ SERVICES=/usr/lib/bulkhead/services
 PREFIX=bulkhead-test-$$
 
 cleanup() {
-    if [[ -n $DAEMON ]]; then
-        for name in $("$BULKHEAD" ls --json 2>/dev/null | python3 -c 'import json,sys; [print(c["name"]) for c in json.load(sys.stdin)["compartments"] if c["state"] != "stopped"]' 2>/dev/null); do
-            "$BULKHEAD" stop "$name" >/dev/null 2>&1
-        done
-        kill "$DAEMON" 2>/dev/null
-        wait "$DAEMON" 2>/dev/null
-    fi
+    stop_daemon
     rm -f "$SERVICES/$PREFIX".* "$SERVICES/bulkhead.OpenInDisposable"
     rmdir "$SERVICES" /usr/lib/bulkhead 2>/dev/null
     rm -rf "$ROOT"
@@ -96,13 +90,7 @@ cp "$SERVICES/$P.Echo" "$SERVICES/$P.NoStart"
 chmod 755 "$SERVICES/$P".*
 
 B=$BULKHEAD
-"$B" daemon --root "$ROOT" --config "$ROOT/etc/system.toml" --ask-timeout 3 >>"$LOG" 2>&1 &
-DAEMON=$!
-for _ in $(seq 100); do
-    "$B" ls >/dev/null 2>&1 && break
-    sleep 0.1
-done
-"$B" ls >/dev/null 2>&1 || { echo "the daemon did not come up:"; cat "$LOG"; exit 1; }
+start_daemon --config "$ROOT/etc/system.toml" --ask-timeout 3
 grep -q "policy: 15 rules from $ROOT/etc/policy.d" "$LOG" && pass "daemon-loads-policy-beside-config" || fail "daemon-loads-policy-beside-config: $(grep policy "$LOG")"
 
 # ---- allow: streams, environment, user, exit code ----
@@ -164,7 +152,8 @@ esc='title\033]0;owned\007 clear\033[2J\n'
 out=$(script -qec "$B run --tty work -- sh -c 'printf \"$esc\" | bulkhead-call vault $P.Echo'" /dev/null 2>&1)
 [[ $out == *"title?]0;owned? clear?[2J"* && $out != *$'\033]0;owned'* && $out != *$'\033[2J'* ]] \
     && pass "call-defuses-control-sequences-on-a-terminal" || fail "call-defuses-control-sequences-on-a-terminal: $(printf '%q' "$out")"
-out=$(script -qec "$B run --tty work -- sh -c 'printf \"$esc\" | bulkhead-call --raw vault $P.Echo'" /dev/null 2>&1)
+# (--raw on both sides: the host's run filters the session's title too.)
+out=$(script -qec "$B run --tty --raw work -- sh -c 'printf \"$esc\" | bulkhead-call --raw vault $P.Echo'" /dev/null 2>&1)
 [[ $out == *$'title\033]0;owned\a clear\033[2J'* ]] && pass "call-raw-passes-control-sequences" || fail "call-raw-passes-control-sequences: $(printf '%q' "$out")"
 check call-passes-bytes-unchanged-to-a-pipe 0 "" -- "$B" run work -- sh -c "printf '$esc' > /tmp/esc && bulkhead-call vault $P.Echo < /tmp/esc | tail -n +2 | cmp - /tmp/esc"
 check open-passes-bytes-unchanged-to-a-pipe 0 "" -- "$B" run work -- sh -c 'cd && bulkhead-open-disposable esc.txt | cmp - esc.txt'
@@ -285,12 +274,7 @@ check rollback-policy-allows-again 0 "" -- "$B" run work -- bulkhead-call vault 
 printf 'this is not a rule\n' >"$ROOT/etc/policy.d/06-broken.policy"
 kill "$DAEMON"
 wait "$DAEMON" 2>/dev/null
-"$B" daemon --root "$ROOT" --ask-timeout 3 >>"$LOG" 2>&1 &
-DAEMON=$!
-for _ in $(seq 100); do
-    "$B" ls >/dev/null 2>&1 && break
-    sleep 0.1
-done
+start_daemon --ask-timeout 3
 grep -q "policy: 15 rules from $ROOT/etc/policy.d as applied with generation" "$LOG" && pass "restart-uses-generation-policy" || fail "restart-uses-generation-policy: $(grep 'policy:' "$LOG" | tail -2)"
 check restart-policy-in-force 0 "" -- "$B" run work -- bulkhead-call vault "$P.Empty"
 check broken-edit-refused-at-apply 2 "06-broken.policy:1:" -- "$B" apply "$ROOT/etc/system.toml"
