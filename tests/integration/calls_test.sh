@@ -193,6 +193,61 @@ for how in cut hugeoutput twice after viewonly noend unknown hugefile; do
         && pass "open-hostile-answer-$how" || fail "open-hostile-answer-$how: $out"
 done
 rm -f "$SERVICES/bulkhead.OpenInDisposable"
+# An edited file comes back only within bounds (4 x the original or 64 MiB more, --max-size) and
+# when the caller's filesystem has room; holes stay holes. A disposable that grows the file to
+# 1 GiB (a hole in the disposable, real blocks wherever it were written whole) is refused before a
+# byte is written, and the original is kept.
+out=$(in_work 'mkdir b-huge && printf "hello\n" > b-huge/f.txt && bulkhead-open-disposable b-huge/f.txt "truncate -s 1G" 2>&1; echo "exit $?"; cat b-huge/f.txt; ls -A b-huge; du -sk b-huge | cut -f1' 2>&1)
+[[ $out == *"an edited file of 1073741824 bytes, more than the 67108870 accepted for this file; b-huge/f.txt is unchanged"* \
+    && $out == *$'exit 125\nhello\nf.txt\n'* && ${out##*$'\n'} -le 64 ]] && pass "open-edit-over-the-bound-refused" || fail "open-edit-over-the-bound-refused: $out"
+out=$(in_work 'mkdir b-holes && printf "hello\n" > b-holes/f.txt && bulkhead-open-disposable b-holes/f.txt "truncate -s 60M"; echo "exit $?"; stat -c "%s %b" b-holes/f.txt; ls -A b-holes' 2>&1)
+blocks=$(sed -n 's/^62914560 \([0-9]*\)$/\1/p' <<<"$out")
+[[ $out == *"replaced by the version edited"* && $out == *"exit 0"* && -n $blocks && $blocks -le 128 && $out == *$'\nf.txt' ]] \
+    && pass "open-edit-keeps-holes ($blocks blocks for 60 MiB)" || fail "open-edit-keeps-holes: $out"
+check open-max-size-bounds-the-edit 125 "more than the 1024 accepted" -- "$B" run work -- sh -c \
+    'cd && mkdir b-max && echo small > b-max/f.txt && bulkhead-open-disposable --max-size 1K b-max/f.txt "head -c 2000 /dev/urandom >"; r=$?; [ "$(ls -A b-max)" = f.txt ] && grep -qx small b-max/f.txt || exit 99; exit $r'
+check open-max-size-usage 2 "--max-size: " -- "$B" run work -- bulkhead-open-disposable --max-size lots /etc/hostname
+# The caller's filesystem (its /tmp, filled to leave 40 MiB) has no room for 48 MiB: refused before writing.
+out=$("$B" run work -- sh -c 'free=$(df --output=avail -B1 /tmp | tail -1); fill=$((free - 40 * 1048576)); [ "$fill" -gt 0 ] && head -c "$fill" /dev/zero > /tmp/filler
+    printf "x\n" > /tmp/f.txt; bulkhead-open-disposable /tmp/f.txt "head -c 48M /dev/urandom >" 2>&1; echo "exit $?"; cat /tmp/f.txt; ls -A /tmp; rm -f /tmp/filler /tmp/f.txt' 2>&1)
+[[ $out == *"an edited file of 50331648 bytes does not fit in /tmp"* && $out == *$'exit 125\nx\n'* && $out != *.bulkhead-open* && $out != *f.txt.edited* ]] \
+    && pass "open-edit-needs-room" || fail "open-edit-needs-room: $out"
+# A caller interrupted (SIGINT, SIGTERM, SIGHUP) while an edit arrives leaves no staging file.
+cat >"$SERVICES/bulkhead.OpenInDisposable" <<'EOF2'
+#!/usr/bin/python3
+import struct, sys, time
+inp, out = sys.stdin.buffer, sys.stdout.buffer
+magic, version, flags, name_size, command_size, size = struct.unpack("<4sBBHHQ", inp.read(18))
+inp.read(name_size + command_size + size)
+out.write(struct.pack("<BQ", 2, 32 << 20))
+try:
+    while True:
+        out.write(b"x" * 65536)
+        out.flush()
+        time.sleep(0.2)
+except BrokenPipeError:
+    pass
+EOF2
+chmod 755 "$SERVICES/bulkhead.OpenInDisposable"
+out=$("$B" run work -- python3 -c '
+import glob, os, signal, subprocess, time
+for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    d = os.path.expanduser("~/b-signal-%d" % sig)
+    os.makedirs(d)
+    open(d + "/f.txt", "w").write("original\n")
+    p = subprocess.Popen(["bulkhead-open-disposable", d + "/f.txt"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(300):
+        if glob.glob(d + "/.bulkhead-open-*"):
+            break
+        time.sleep(0.1)
+    staged = bool(glob.glob(d + "/.bulkhead-open-*"))
+    p.send_signal(sig)
+    p.wait()
+    print(signal.Signals(sig).name, "staged" if staged else "never-staged", p.returncode, sorted(os.listdir(d)), open(d + "/f.txt").read().strip())
+' 2>&1)
+[[ $out == $'SIGINT staged -2 [\'f.txt\'] original\nSIGTERM staged -15 [\'f.txt\'] original\nSIGHUP staged -1 [\'f.txt\'] original' ]] \
+    && pass "open-interrupted-caller-leaves-no-staging-file" || fail "open-interrupted-caller-leaves-no-staging-file: $out"
+rm -f "$SERVICES/bulkhead.OpenInDisposable"
 
 # ---- ask: approve, deny, no answer ----
 pending_id() {
