@@ -286,10 +286,16 @@ int relay(Session& session)
         fds.push_back({status_done ? -1 : session.status.get(), POLLIN, 0});
         fds.push_back({broker_done ? -1 : session.broker, POLLIN, 0});
         fds.push_back({winch.get(), POLLIN, 0});
+        // While draining, poll wakes up at the deadline; after it, only to try the streams that
+        // wait for input once more (a stream waiting to write waits for its reader, however slow).
         int timeout = -1;
         if (drain_until && !outputs_done()) {
             auto left = std::chrono::ceil<std::chrono::milliseconds>(*drain_until - Clock::now()).count();
-            timeout = static_cast<int>(std::max<int64_t>(0, left));
+            bool reading = std::any_of(pumps.begin() + 1, pumps.end(), [](Pump const& p) { return p.want_from() != 0; });
+            if (left > 0)
+                timeout = static_cast<int>(left);
+            else if (reading)
+                timeout = 0;
         }
         if (::poll(fds.data(), fds.size(), timeout) < 0) {
             if (errno == EINTR)
