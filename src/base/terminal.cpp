@@ -70,16 +70,23 @@ std::string ControlFilter::filter(std::span<uint8_t const> bytes)
 {
     std::string out;
     out.reserve(bytes.size() + 1);
-    for (uint8_t byte : bytes) {
+    auto plain = [](uint8_t byte) { return (byte >= 0x20 && byte < 0x7f) || byte == '\n' || byte == '\t'; };
+    for (size_t i = 0; i < bytes.size(); ++i) {
+        uint8_t const byte = bytes[i];
         if (byte >= 0x80) {
             m_utf8.high(byte, out);
             continue;
         }
         m_utf8.before_ascii(out);
-        if ((byte < 0x20 && byte != '\n' && byte != '\t') || byte == 0x7f)
+        if (!plain(byte)) {
             out += '?';
-        else
-            out += static_cast<char>(byte);
+            continue;
+        }
+        size_t end = i + 1; // the run of plain text at once
+        while (end < bytes.size() && plain(bytes[end]))
+            ++end;
+        out.append(reinterpret_cast<char const*>(bytes.data() + i), end - i);
+        i = end - 1;
     }
     return out;
 }

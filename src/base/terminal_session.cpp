@@ -15,7 +15,6 @@
 #include <algorithm>
 #include <array>
 #include <string_view>
-#include <vector>
 
 namespace bulkhead::terminal {
 
@@ -70,23 +69,35 @@ bool is_intermediate(uint8_t byte)
     return byte >= 0x20 && byte <= 0x2f;
 }
 
-// The numbers of "1;20;1049" (an empty one is 0; sub-parameters after ':' are ignored).
-std::vector<unsigned> numbers(std::string_view params)
-{
-    std::vector<unsigned> out {0};
-    bool in_sub = false;
-    for (char c : params) {
-        if (c == ';') {
-            out.push_back(0);
-            in_sub = false;
-        } else if (c == ':') {
-            in_sub = true;
-        } else if (c >= '0' && c <= '9' && !in_sub && out.back() < 100000) {
-            out.back() = out.back() * 10 + static_cast<unsigned>(c - '0');
+// The numbers of "1;20;1049" (an empty one is 0; sub-parameters after ':' are ignored). A CSI's
+// parameters are at most max_sequence bytes, so they never hold more than max_sequence + 1 numbers.
+class Numbers {
+public:
+    explicit Numbers(std::string_view params)
+    {
+        m_values[0] = 0;
+        bool in_sub = false;
+        for (char c : params) {
+            if (c == ';') {
+                m_values[m_count++] = 0;
+                in_sub = false;
+            } else if (c == ':') {
+                in_sub = true;
+            } else if (c >= '0' && c <= '9' && !in_sub && m_values[m_count - 1] < 100000) {
+                m_values[m_count - 1] = m_values[m_count - 1] * 10 + static_cast<unsigned>(c - '0');
+            }
         }
     }
-    return out;
-}
+    unsigned const* begin() const { return m_values.data(); }
+    unsigned const* end() const { return m_values.data() + m_count; }
+    size_t size() const { return m_count; }
+    unsigned front() const { return m_values[0]; }
+    unsigned operator[](size_t i) const { return m_values[i]; }
+
+private:
+    std::array<unsigned, SessionFilter::max_sequence + 2> m_values;
+    size_t m_count = 1;
+};
 
 // A CSI without intermediates that a terminal answers, or that prints, or reports windows:
 // DA (c), DSR/CPR and their DEC forms (n), window operations and reports (t, but for saving and
@@ -117,9 +128,19 @@ std::string SessionFilter::filter(std::span<uint8_t const> bytes)
 {
     std::string out;
     out.reserve(bytes.size() + 16);
-    for (uint8_t byte : bytes) {
+    for (size_t i = 0; i < bytes.size(); ++i) {
+        uint8_t const byte = bytes[i];
         switch (m_state) {
         case State::Ground:
+            if (byte >= 0x20 && byte < 0x7f) { // text: the run of it at once
+                m_utf8.before_ascii(out);
+                size_t end = i + 1;
+                while (end < bytes.size() && bytes[end] >= 0x20 && bytes[end] < 0x7f)
+                    ++end;
+                out.append(reinterpret_cast<char const*>(bytes.data() + i), end - i);
+                i = end - 1;
+                break;
+            }
             ground(byte, out);
             break;
         case State::Escape:
@@ -301,7 +322,7 @@ void SessionFilter::end_csi(uint8_t final, std::string& out)
     for (char c : intermediates)
         if (!is_intermediate(static_cast<uint8_t>(c)))
             return;
-    auto const values = numbers(params);
+    Numbers const values(params);
     if (!intermediates.empty()) {
         // Cursor style (DECSCUSR), soft reset (DECSTR), character protection (DECSCA), shifts
         // left and right. The rest with intermediates requests reports (DECRQM, DECRQPSR,
