@@ -93,7 +93,7 @@ Result<int> read_status(int fd)
     return Error::from_message("a malformed exit status");
 }
 
-bool write_shown(int fd, std::optional<opener::TerminalFilter>& filter, std::span<uint8_t const> bytes)
+bool write_shown(int fd, std::optional<terminal::ControlFilter>& filter, std::span<uint8_t const> bytes)
 {
     if (!filter)
         return write_all(fd, reinterpret_cast<char const*>(bytes.data()), bytes.size());
@@ -105,7 +105,7 @@ void relay(Connection& call, bool feed, bool raw)
 {
     std::vector<char> buffer(1 << 16);
     bool input = feed, output = true, errors = true;
-    std::optional<opener::TerminalFilter> to_stdout, to_stderr;
+    std::optional<terminal::ControlFilter> to_stdout, to_stderr;
     if (!raw && ::isatty(1))
         to_stdout.emplace();
     if (!raw && ::isatty(2))

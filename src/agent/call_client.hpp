@@ -2,8 +2,8 @@
 // /run/bulkhead/agent.sock, get the service's stream, its stderr and its exit status.
 #pragma once
 
-#include "agent/opener.hpp"
 #include "base/result.hpp"
+#include "base/terminal.hpp"
 #include "sys/fd.hpp"
 
 #include <cstddef>
@@ -40,8 +40,8 @@ Result<Connection> open_call(std::string const& target, std::string const& servi
 Result<int> read_status(int fd);
 
 // Writes `bytes` to `fd`, through `filter` when it is set (on a terminal: control characters
-// defused, see opener::TerminalFilter); false on an error or a closed peer.
-bool write_shown(int fd, std::optional<opener::TerminalFilter>& filter, std::span<uint8_t const> bytes);
+// defused, see base/terminal.hpp); false on an error or a closed peer.
+bool write_shown(int fd, std::optional<terminal::ControlFilter>& filter, std::span<uint8_t const> bytes);
 
 // Relays until the service is done: stdin -> stream (then shut down for writing), stream ->
 // stdout, the service's stderr -> stderr. `feed` false: stdin is not read (the stream is shut

@@ -2,17 +2,21 @@
 // (bulkhead.OpenInDisposable; the stream is described in opener.hpp, the use in docs/services.md).
 //
 // The caller's side trusts nothing that comes back: the answer is decoded strictly, an edited file
-// is written to a new file beside the original and replaces it only when the answer is complete,
-// the command succeeded and the original was not changed meanwhile; otherwise it is kept beside as
-// NAME.edited. The original is never left half-written.
+// is accepted only up to a bound set by the original's size (and --max-size) and only when the
+// caller's filesystem has room for it, is written sparse to a new file beside the original (removed
+// if the caller is interrupted meanwhile), and replaces the original only when the answer is
+// complete, the command succeeded and the original was not changed meanwhile; otherwise it is kept
+// beside as NAME.edited. The original is never left half-written.
 #include "agent/open_command.hpp"
 
 #include "agent/call_client.hpp"
 #include "agent/filecopy.hpp"
 #include "agent/opener.hpp"
+#include "base/parse.hpp"
 
 #include <cerrno>
 #include <climits>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -22,6 +26,7 @@
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -106,8 +111,99 @@ Result<std::string> keep_beside(std::string const& temporary, std::string const&
     return Error::from_message("no free name for " + path + ".edited");
 }
 
+// The staging file of an edit on its way in. A signal that ends the caller (SIGINT, SIGTERM,
+// SIGHUP) removes it first: its name lives where the handler can read it, as a handler can reach
+// nothing else. Signals ignored when the command started stay ignored.
+char staging_name[PATH_MAX];
+
+void remove_staging_then_die(int signal)
+{
+    if (staging_name[0] != '\0')
+        (void)::unlink(staging_name);
+    ::signal(signal, SIG_DFL);
+    ::raise(signal); // delivered when the handler returns: the caller ends as the signal says
+}
+
+class Staging {
+public:
+    Staging()
+    {
+        struct sigaction action {};
+        action.sa_handler = remove_staging_then_die;
+        sigemptyset(&action.sa_mask);
+        for (size_t i = 0; i < std::size(signals); ++i) {
+            sigaddset(&action.sa_mask, signals[i]);
+            m_installed[i] = ::sigaction(signals[i], nullptr, &m_previous[i]) == 0 && m_previous[i].sa_handler != SIG_IGN;
+        }
+        for (size_t i = 0; i < std::size(signals); ++i)
+            if (m_installed[i])
+                (void)::sigaction(signals[i], &action, nullptr);
+    }
+    ~Staging()
+    {
+        remove();
+        for (size_t i = 0; i < std::size(signals); ++i)
+            if (m_installed[i])
+                (void)::sigaction(signals[i], &m_previous[i], nullptr);
+    }
+    Staging(Staging const&) = delete;
+    Staging& operator=(Staging const&) = delete;
+
+    // A new file DIRECTORY/.bulkhead-open-XXXXXX, its name known to the handler before a signal
+    // can arrive.
+    Result<UniqueFd> create(std::string const& directory)
+    {
+        std::string pattern = directory + "/.bulkhead-open-XXXXXX";
+        if (pattern.size() >= sizeof(staging_name))
+            return Error::from_syscall("mkstemp", pattern, ENAMETOOLONG);
+        sigset_t blocked = blocked_set(), previous;
+        ::sigprocmask(SIG_BLOCK, &blocked, &previous);
+        int fd = ::mkostemp(pattern.data(), O_CLOEXEC);
+        int saved = errno;
+        if (fd >= 0) {
+            std::memcpy(staging_name, pattern.c_str(), pattern.size() + 1);
+            m_path = pattern;
+        }
+        ::sigprocmask(SIG_SETMASK, &previous, nullptr);
+        if (fd < 0)
+            return Error::from_syscall("mkstemp", directory, saved);
+        return UniqueFd(fd);
+    }
+    std::string const& path() const { return m_path; }
+    // The file is gone, or has another name now: nothing to remove any more.
+    void release()
+    {
+        sigset_t blocked = blocked_set(), previous;
+        ::sigprocmask(SIG_BLOCK, &blocked, &previous);
+        staging_name[0] = '\0';
+        m_path.clear();
+        ::sigprocmask(SIG_SETMASK, &previous, nullptr);
+    }
+    void remove()
+    {
+        if (!m_path.empty())
+            (void)::unlink(m_path.c_str());
+        release();
+    }
+
+private:
+    static constexpr int signals[] = {SIGINT, SIGTERM, SIGHUP};
+    static sigset_t blocked_set()
+    {
+        sigset_t set;
+        sigemptyset(&set);
+        for (int signal : signals)
+            sigaddset(&set, signal);
+        return set;
+    }
+    struct sigaction m_previous[std::size(signals)] {};
+    bool m_installed[std::size(signals)] {};
+    std::string m_path;
+};
+
 struct Options {
     bool view_only = false;
+    uint64_t max_size = opener::default_max_edited;
     std::string templ;
     std::string file;
     std::string command;
@@ -122,6 +218,11 @@ Result<Options> parse_options(std::vector<std::string> const& args)
             options.view_only = true;
         } else if (args[i] == "--template" && i + 1 < args.size()) {
             options.templ = args[++i];
+        } else if (args[i] == "--max-size" && i + 1 < args.size()) {
+            auto size = parse_size(args[++i]);
+            if (size.is_error())
+                return Error::from_message("--max-size: " + size.error().message());
+            options.max_size = size.value();
         } else if (args[i] == "--") {
             ++i;
             break;
@@ -139,26 +240,44 @@ Result<Options> parse_options(std::vector<std::string> const& args)
 
 // What came back, after the stream ended.
 struct Answer {
-    std::string temporary; // the edited version, complete, or empty
-    std::string problem;   // the answer was malformed or cut short, or the edit could not be saved
+    bool edited = false; // a complete edited version is in the staging file
+    std::string problem; // the answer was malformed or cut short, or the edit could not be saved
 };
 
-Answer receive_answer(Connection& call, bool view_only, std::string const& directory)
+// Free space an accepted edit leaves in the caller's filesystem, at least.
+constexpr uint64_t space_reserve = 16 << 20;
+
+// Why `size` bytes do not fit in the filesystem of `directory` (its free space minus the reserve),
+// or nothing when they do.
+std::string no_room(std::string const& directory, uint64_t size)
+{
+    struct statvfs vfs {};
+    if (::statvfs(directory.c_str(), &vfs) < 0)
+        return {}; // unknown: the writes will tell
+    uint64_t available = static_cast<uint64_t>(vfs.f_bavail) * vfs.f_frsize;
+    if (available >= space_reserve && size <= available - space_reserve)
+        return {};
+    return "an edited file of " + std::to_string(size) + " bytes does not fit in " + directory + " (" + std::to_string(available)
+        + " bytes free, of which " + format_size(space_reserve) + " stay free)";
+}
+
+Answer receive_answer(Connection& call, bool view_only, std::string const& directory, uint64_t limit, Staging& staging)
 {
     Answer answer;
-    opener::ReplyParser parser(view_only);
+    opener::ReplyParser parser(view_only, limit);
     UniqueFd edited;
-    std::string temporary;
-    std::string save_problem;
+    std::optional<opener::SparseWriter> writer;
+    bool complete = false;
     std::vector<char> buffer(1 << 16);
     std::vector<opener::Event> events;
     bool output = true, errors = true;
     // What comes from the disposable reaches a terminal only with its control characters defused.
-    std::optional<opener::TerminalFilter> to_stdout, to_stderr;
+    std::optional<terminal::ControlFilter> to_stdout, to_stderr;
     if (::isatty(1))
         to_stdout.emplace();
     if (::isatty(2))
         to_stderr.emplace();
+    auto saving_failed = [&](Error const& error) { answer.problem = "saving the edited file: " + error.message(); };
     while (output || errors) {
         pollfd fds[2] = {{output ? call.stream.get() : -1, POLLIN, 0}, {errors ? call.errors.get() : -1, POLLIN, 0}};
         if (::poll(fds, 2, -1) < 0) {
@@ -183,63 +302,74 @@ Answer receive_answer(Connection& call, bool view_only, std::string const& direc
         events.clear();
         auto fed = parser.feed({reinterpret_cast<uint8_t const*>(buffer.data()), static_cast<size_t>(n)}, events);
         for (auto const& event : events) {
+            if (!answer.problem.empty())
+                break;
             switch (event.kind) {
             case opener::Event::Kind::Output:
                 (void)write_shown(1, to_stdout, event.data);
                 break;
             case opener::Event::Kind::EditedBegin: {
-                std::string pattern = directory + "/.bulkhead-open-XXXXXX";
-                int fd = ::mkostemp(pattern.data(), O_CLOEXEC);
-                if (fd < 0)
-                    save_problem = "the edited file cannot be saved in " + directory + ": " + std::strerror(errno);
-                else
-                    edited = UniqueFd(fd), temporary = pattern;
+                // Within the limit (the parser checked): now the room for it, before a byte is written.
+                answer.problem = no_room(directory, event.size);
+                if (!answer.problem.empty())
+                    break;
+                auto created = staging.create(directory);
+                if (created.is_error()) {
+                    answer.problem = "the edited file cannot be saved in " + directory + ": " + created.error().message();
+                    break;
+                }
+                edited = created.release_value();
+                writer.emplace(edited.get());
                 break;
             }
             case opener::Event::Kind::EditedData:
-                if (edited && !write_all(edited.get(), reinterpret_cast<char const*>(event.data.data()), event.data.size())) {
-                    save_problem = "saving the edited file: " + std::string(std::strerror(errno));
-                    edited.reset();
-                }
+                if (auto written = writer->write(event.data); written.is_error())
+                    saving_failed(written.error());
                 break;
             case opener::Event::Kind::EditedEnd:
-                if (edited && ::fsync(edited.get()) < 0)
-                    save_problem = "saving the edited file: " + std::string(std::strerror(errno));
+                if (auto finished = writer->finish(); finished.is_error())
+                    saving_failed(finished.error());
+                else if (::fsync(edited.get()) < 0)
+                    saving_failed(Error::from_syscall("fsync", errno));
                 edited.reset();
+                complete = true;
                 break;
             case opener::Event::Kind::End:
                 break;
             }
         }
-        if (fed.is_error()) {
+        if (answer.problem.empty() && fed.is_error())
             answer.problem = fed.error().message();
-            output = false; // the rest is not read: the disposable is not listened to any more
+        if (!answer.problem.empty()) {
+            // The rest is not read: the disposable is not listened to any more, and one that is
+            // still sending finds the stream closed.
+            output = false;
+            call.stream.reset();
         }
     }
     if (answer.problem.empty())
         if (auto finished = parser.finish(); finished.is_error())
             answer.problem = finished.error().message();
-    if (answer.problem.empty())
-        answer.problem = save_problem;
-    if (!answer.problem.empty() || temporary.empty()) {
-        if (!temporary.empty())
-            (void)::unlink(temporary.c_str());
+    edited.reset();
+    if (!answer.problem.empty() || !complete) {
+        staging.remove();
         return answer;
     }
-    answer.temporary = temporary;
+    answer.edited = true;
     return answer;
 }
 
 // Puts the edited version in place of `path` (or beside it) and says so; the exit code.
-int settle_edit(Options const& options, std::string const& path, struct stat const& sent, std::string const& temporary, int code)
+int settle_edit(Options const& options, std::string const& path, struct stat const& sent, Staging& staging, int code)
 {
+    std::string const temporary = staging.path();
     UniqueFd original(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
     struct stat now {};
     bool unchanged_here = original && ::fstat(original.get(), &now) == 0 && same_file(now, sent);
     if (unchanged_here) {
         UniqueFd edited(::open(temporary.c_str(), O_RDONLY | O_CLOEXEC));
         if (edited && same_content(original.get(), edited.get())) {
-            (void)::unlink(temporary.c_str());
+            staging.remove();
             return code;
         }
     }
@@ -247,17 +377,19 @@ int settle_edit(Options const& options, std::string const& path, struct stat con
     if (unchanged_here && code == 0) {
         if (::rename(temporary.c_str(), path.c_str()) < 0) {
             int saved = errno;
-            (void)::unlink(temporary.c_str());
+            staging.remove();
             return fail(program, options.file + ": saving the edited version: " + std::strerror(saved));
         }
+        staging.release();
         fail(program, options.file + ": replaced by the version edited in the disposable");
         return code;
     }
     auto kept = keep_beside(temporary, path);
     if (kept.is_error()) {
-        (void)::unlink(temporary.c_str());
+        staging.remove();
         return fail(program, kept.error().message());
     }
+    staging.release();
     std::string why = unchanged_here ? "the command failed" : "the file was changed here meanwhile";
     fail(program, options.file + ": " + why + ", so the edited version was kept as " + kept.value());
     return code;
@@ -269,7 +401,7 @@ int open_disposable_main(std::vector<std::string> const& args)
 {
     auto parsed = parse_options(args);
     if (parsed.is_error())
-        return fail(program, parsed.error().message() + "\nusage: bulkhead-open-disposable [--view-only] [--template T] FILE [CMD...]", 2);
+        return fail(program, parsed.error().message() + "\nusage: bulkhead-open-disposable [--view-only] [--template T] [--max-size SIZE] FILE [CMD...]", 2);
     Options const& options = parsed.value();
     char resolved[PATH_MAX];
     if (::realpath(options.file.c_str(), resolved) == nullptr)
@@ -302,19 +434,17 @@ int open_disposable_main(std::vector<std::string> const& args)
         && copy_exactly(file.get(), call.value().stream.get(), request.size, copied);
     (void)::shutdown(call.value().stream.get(), SHUT_WR);
     file.reset();
-    auto answer = receive_answer(call.value(), options.view_only, directory);
+    Staging staging;
+    auto answer = receive_answer(call.value(), options.view_only, directory, opener::edited_limit(request.size, options.max_size), staging);
     auto code = read_status(call.value().status.get());
-    if (code.is_error()) {
-        if (!answer.temporary.empty())
-            (void)::unlink(answer.temporary.c_str());
+    if (code.is_error())
         return fail(program, call.value().target + ": " + code.error().message());
-    }
     if (!sent_all && code.value() == 0)
         return fail(program, options.file + ": could not be sent whole (" + std::to_string(copied) + " of " + std::to_string(request.size) + " bytes)");
     if (!answer.problem.empty())
-        return fail(program, answer.problem + "; " + options.file + " is unchanged", code.value() == 0 ? exit_failed : code.value());
-    if (!answer.temporary.empty())
-        return settle_edit(options, path, sent, answer.temporary, code.value());
+        return fail(program, answer.problem + "; " + options.file + " is unchanged"); // the answer was refused
+    if (answer.edited)
+        return settle_edit(options, path, sent, staging, code.value());
     return code.value();
 }
 

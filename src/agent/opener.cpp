@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <unistd.h>
 
 namespace bulkhead::opener {
 
@@ -117,8 +118,9 @@ Status ReplyParser::feed(std::span<uint8_t const> bytes, std::vector<Event>& eve
                     return failed("an edited file, though the file was opened view-only");
                 if (m_edited_seen)
                     return failed("a second edited file");
-                if (length > max_file_bytes)
-                    return failed("an edited file of " + std::to_string(length) + " bytes");
+                if (length > m_max_edited)
+                    return failed("an edited file of " + std::to_string(length) + " bytes, more than the "
+                        + std::to_string(m_max_edited) + " accepted for this file");
                 m_edited_seen = true;
                 events.push_back({Event::Kind::EditedBegin, {}, length});
                 break;
@@ -159,27 +161,53 @@ Status ReplyParser::finish() const
     return {};
 }
 
-std::string TerminalFilter::filter(std::span<uint8_t const> bytes)
+uint64_t edited_limit(uint64_t original, uint64_t cap)
 {
-    std::string out;
-    out.reserve(bytes.size());
-    for (uint8_t byte : bytes) {
-        if (m_after_c2) {
-            m_after_c2 = false;
-            if (byte >= 0x80 && byte <= 0x9f) {
-                out += '?';
-                continue;
-            }
-            out += static_cast<char>(0xc2);
+    original = std::min(original, max_file_bytes);
+    uint64_t relative = std::max(original * 4, original + edited_growth);
+    return std::min({relative, std::max(cap, original), max_file_bytes});
+}
+
+Status SparseWriter::write(std::span<uint8_t const> bytes)
+{
+    static constexpr uint8_t zeros[4096] = {};
+    while (!bytes.empty()) {
+        // Runs of whole or partial blocks: a run of zero pieces is skipped, a run of others written.
+        size_t run = 0;
+        bool zero = true;
+        while (run < bytes.size()) {
+            size_t piece = std::min(bytes.size() - run, m_block - static_cast<size_t>((m_offset + run) % m_block));
+            bool piece_zero = true;
+            for (size_t at = 0; at < piece && piece_zero; at += sizeof(zeros))
+                piece_zero = std::memcmp(bytes.data() + run + at, zeros, std::min(sizeof(zeros), piece - at)) == 0;
+            if (run == 0)
+                zero = piece_zero;
+            else if (piece_zero != zero)
+                break;
+            run += piece;
         }
-        if (byte == 0xc2)
-            m_after_c2 = true;
-        else if ((byte < 0x20 && byte != '\n' && byte != '\t') || byte == 0x7f)
-            out += '?';
-        else
-            out += static_cast<char>(byte);
+        if (!zero) {
+            size_t written = 0;
+            while (written < run) {
+                ssize_t n = ::pwrite(m_fd, bytes.data() + written, run - written, static_cast<off_t>(m_offset + written));
+                if (n < 0 && errno == EINTR)
+                    continue;
+                if (n <= 0)
+                    return Error::from_syscall("write", n < 0 ? errno : EIO);
+                written += static_cast<size_t>(n);
+            }
+        }
+        m_offset += run;
+        bytes = bytes.subspan(run);
     }
-    return out;
+    return {};
+}
+
+Status SparseWriter::finish()
+{
+    if (::ftruncate(m_fd, static_cast<off_t>(m_offset)) < 0)
+        return Error::from_syscall("ftruncate", errno);
+    return {};
 }
 
 } // namespace bulkhead::opener

@@ -168,7 +168,7 @@ int report_failure(json const& body)
     int code = body.contains("exit") && body["exit"].is_number_integer() ? body["exit"].get<int>() : exit_failed;
     // Configuration diagnostics are printed as they are (FILE:LINE:COL: error: ...).
     if (message.find(": error: ") != std::string::npos)
-        std::fprintf(stderr, "%s\n", message.c_str());
+        std::fprintf(stderr, "%s\n", shown_on(2, message).c_str());
     else
         print_error(message);
     return code;

@@ -30,6 +30,10 @@ Result<std::unique_ptr<LocalEngine>> open_local_engine(std::string const& instan
 // Makes `path` (and its parents) a root-only directory if it does not exist.
 Status ensure_private_dir(std::string const& path);
 
+// Messages may carry what a compartment said (a service's error, a name it chose): on a terminal,
+// its control characters are defused (base/terminal.hpp ControlFilter); elsewhere unchanged.
+std::string shown_on(int fd, std::string_view text);
+// "bulkhead: error: MESSAGE" on stderr, through shown_on.
 void print_error(std::string_view message);
 
 } // namespace bulkhead::cli

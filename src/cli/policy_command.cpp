@@ -8,6 +8,7 @@
 #include "sys/syscalls.hpp"
 
 #include <algorithm>
+#include <cstdarg>
 #include <cstdio>
 #include <unistd.h>
 
@@ -18,6 +19,27 @@ using nlohmann::json;
 namespace {
 
 constexpr char const* default_policy_dir = "/etc/bulkhead/policy.d";
+
+// printf to stdout, through shown_on: pending calls and audit records carry names and arguments
+// that compartments chose.
+[[gnu::format(printf, 1, 2)]] void print_shown(char const* format, ...)
+{
+    va_list args;
+    va_start(args, format);
+    char* text = nullptr;
+    int length = ::vasprintf(&text, format, args);
+    va_end(args);
+    if (length < 0)
+        return;
+    std::fputs(shown_on(1, std::string_view(text, static_cast<size_t>(length))).c_str(), stdout);
+    std::free(text);
+}
+
+// JSON for stdout: on a terminal every non-ASCII character escaped too (C1 controls are UTF-8).
+std::string json_for_stdout(json const& value, int indent)
+{
+    return value.dump(indent, ' ', ::isatty(1) == 1, json::error_handler_t::replace);
+}
 
 // Reports a reply; returns the exit code, or -1 when the reply is ok and the caller goes on.
 int failed_or_continue(Result<json> const& reply)
@@ -99,9 +121,9 @@ int check_command(std::string const& socket, std::vector<std::string> args)
     json const& body = reply.value();
     for (auto const& line : body.value("steps", json::array()))
         if (line.is_string())
-            std::printf("  %s\n", line.get<std::string>().c_str());
+            print_shown("  %s\n", line.get<std::string>().c_str());
     std::string target = body.contains("target") && body["target"].is_string() ? " target=" + body["target"].get<std::string>() : "";
-    std::printf("%s (%s)%s\n", body.value("action", "?").c_str(), body.value("rule", "?").c_str(), target.c_str());
+    print_shown("%s (%s)%s\n", body.value("action", "?").c_str(), body.value("rule", "?").c_str(), target.c_str());
     return 0;
 }
 
@@ -117,7 +139,7 @@ int pending_command(std::string const& socket, std::vector<std::string> const& a
         return code;
     json const& list = reply.value()["pending"];
     if (as_json) {
-        std::printf("%s\n", list.dump(2).c_str());
+        std::printf("%s\n", json_for_stdout(list, 2).c_str());
         return 0;
     }
     std::printf("%-6s %-16s %-16s %-32s %-8s %s\n", "ID", "CALLER", "TARGET", "SERVICE", "AGE", "RULE");
@@ -126,7 +148,7 @@ int pending_command(std::string const& socket, std::vector<std::string> const& a
         if (!ask.value("arg", "").empty())
             service += "+" + ask.value("arg", "");
         std::string age = std::to_string(ask.value("age_ms", int64_t(0)) / 1000) + "s";
-        std::printf("%-6llu %-16s %-16s %-32s %-8s %s\n", static_cast<unsigned long long>(ask.value("id", uint64_t(0))),
+        print_shown("%-6llu %-16s %-16s %-32s %-8s %s\n", static_cast<unsigned long long>(ask.value("id", uint64_t(0))),
             ask.value("caller", "?").c_str(), ask.value("target", "?").c_str(), service.c_str(), age.c_str(), ask.value("rule", "?").c_str());
     }
     return 0;
@@ -159,7 +181,7 @@ int answer_command(std::string const& socket, std::string const& command, std::v
 void print_record(json const& entry, bool as_json)
 {
     if (as_json) {
-        std::printf("%s\n", entry.dump(-1, ' ', false, json::error_handler_t::replace).c_str());
+        std::printf("%s\n", json_for_stdout(entry, -1).c_str());
         return;
     }
     std::string service = entry.value("service", "");
@@ -167,7 +189,7 @@ void print_record(json const& entry, bool as_json)
         service += "+" + entry.value("arg", "");
     std::string rule = entry.value("rule", "");
     std::string detail = entry.value("detail", "");
-    std::printf("%6llu %s %-5s %-12s -> %-12s %-28s %-8s %s%s\n", static_cast<unsigned long long>(entry.value("seq", uint64_t(0))),
+    print_shown("%6llu %s %-5s %-12s -> %-12s %-28s %-8s %s%s\n", static_cast<unsigned long long>(entry.value("seq", uint64_t(0))),
         entry.value("time", "").c_str(), entry.value("kind", "").c_str(), entry.value("caller", "").c_str(),
         entry.value("target", "").c_str(), service.c_str(), entry.value("verdict", "").c_str(), rule.c_str(),
         detail.empty() ? "" : ("  " + detail).c_str());
@@ -182,7 +204,7 @@ int audit_command(std::string const& socket, std::vector<std::string> args)
         json const& body = reply.value();
         auto problems = body.value("problems", json::array());
         for (auto const& problem : problems)
-            std::printf("audit: line %llu (seq %llu): %s\n", static_cast<unsigned long long>(problem.value("line", uint64_t(0))),
+            print_shown("audit: line %llu (seq %llu): %s\n", static_cast<unsigned long long>(problem.value("line", uint64_t(0))),
                 static_cast<unsigned long long>(problem.value("seq", uint64_t(0))), problem.value("what", "?").c_str());
         if (!problems.empty())
             return 1;

@@ -5,21 +5,18 @@
 // command through the broker, so that the data flows between this process and the compartment and
 // the broker stays off the data path. The compartment never gets a descriptor of the caller's
 // terminal or files. The command's wait status arrives on a pipe of its own, so a run survives a
-// restart of the broker.
-#include "base/parse.hpp"
+// restart of the broker. The relay itself, and what keeps the compartment from driving this
+// terminal: relay.cpp.
 #include "cli/client.hpp"
 #include "cli/commands.hpp"
+#include "cli/relay.hpp"
 
 #include <cerrno>
-#include <csignal>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
-#include <poll.h>
 #include <sys/ioctl.h>
-#include <sys/signalfd.h>
-#include <sys/wait.h>
-#include <termios.h>
 #include <unistd.h>
 
 namespace bulkhead::cli {
@@ -32,14 +29,40 @@ namespace {
 struct RunArgs {
     bool tty = false;
     bool disposable = false;
+    bool raw = false;
+    bool help = false;
     std::string user = "user";
     std::string name; // compartment, or template with --disposable
     std::vector<std::string> argv;
 };
 
-constexpr char const* run_usage = "usage: bulkhead run [--tty] [--user USER] NAME -- CMD [ARG...]\n"
-                                  "       bulkhead run [--tty] --disposable [TEMPLATE] -- CMD [ARG...]\n"
-                                  "       bulkhead shell NAME\n";
+constexpr char const* run_usage = "usage: bulkhead run [--tty] [--raw] [--user USER] NAME -- CMD [ARG...]\n"
+                                  "       bulkhead run [--tty] [--raw] --disposable [TEMPLATE] -- CMD [ARG...]\n"
+                                  "       bulkhead shell [--raw] NAME\n";
+
+constexpr char const* run_help
+    = "\n"
+      "Runs CMD in compartment NAME (started if it is not running), or in a new disposable of TEMPLATE\n"
+      "(default: [system] default_disposable) that is destroyed when CMD ends. `shell NAME` is\n"
+      "`run --tty NAME` with a login shell. The run ends when CMD ends; CMD's exit code is bulkhead's.\n"
+      "\n"
+      "  -t, --tty         give CMD a terminal (a pty in the compartment); this terminal goes to raw mode,\n"
+      "                    so Ctrl-C and the window size reach CMD\n"
+      "  -u, --user USER   user (uid 1000 inside, the default) or root (root inside, without capabilities)\n"
+      "  --disposable      run in a new disposable\n"
+      "  --raw             pass what the compartment writes to this terminal unchanged. Without it, what\n"
+      "                    goes to a terminal is filtered: control characters are shown as '?' (without\n"
+      "                    --tty); with --tty only the escape sequences that make a terminal answer, type,\n"
+      "                    write its clipboard or run something are dropped, and titles read \"[NAME] ...\".\n"
+      "                    Into a pipe or a file the bytes always pass unchanged.\n"
+      "\n"
+      "Escapes, with --tty when stdin is a terminal, typed at the start of a line (after Enter):\n"
+      "  ~.   end the session, whatever CMD did to its terminal; CMD is ended too (exit code 130)\n"
+      "  ~~   send one ~\n"
+      "  ~?   list the escapes\n"
+      "\n"
+      "Exit codes: CMD's own; 128+N when signal N ended it; 125 bulkhead failed; 126 not executable or\n"
+      "denied; 127 not found; 2 bad usage.\n";
 
 Result<RunArgs> parse_run(std::vector<std::string> const& args, bool shell)
 {
@@ -51,8 +74,14 @@ Result<RunArgs> parse_run(std::vector<std::string> const& args, bool shell)
             ++i;
             break;
         }
+        if (arg == "--help" || arg == "-h") {
+            run.help = true;
+            return run;
+        }
         if (arg == "--tty" || arg == "-t") {
             run.tty = true;
+        } else if (arg == "--raw") {
+            run.raw = true;
         } else if (arg == "--disposable") {
             run.disposable = true;
         } else if (arg == "--user" || arg == "-u") {
@@ -87,100 +116,6 @@ Result<RunArgs> parse_run(std::vector<std::string> const& args, bool shell)
     if (run.argv.empty())
         return Error::from_message("no command given");
     return run;
-}
-
-Status set_nonblocking(int fd)
-{
-    int flags = ::fcntl(fd, F_GETFL);
-    if (flags < 0 || ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
-        return Error::from_syscall("fcntl", errno);
-    return {};
-}
-
-// Copies one stream. Reads only while its buffer is empty, so a slow reader slows the writer.
-struct Pump {
-    int from = -1;
-    int to = -1;
-    bool close_to_at_end = false; // the far end must see EOF (the command's stdin)
-    bool done = false;
-    std::vector<char> buffer = std::vector<char>(64 * 1024);
-    size_t length = 0;
-    size_t offset = 0;
-
-    short want_from() const { return done || length > offset ? 0 : POLLIN; }
-    short want_to() const { return !done && length > offset ? POLLOUT : 0; }
-    void finish()
-    {
-        done = true;
-        if (close_to_at_end && to >= 0) {
-            ::close(to);
-            to = -1;
-        }
-    }
-    void on_readable()
-    {
-        ssize_t n = ::read(from, buffer.data(), buffer.size());
-        if (n < 0 && (errno == EAGAIN || errno == EINTR))
-            return;
-        if (n <= 0) // EOF, or EIO from a pty whose other side closed
-            return finish();
-        length = static_cast<size_t>(n);
-        offset = 0;
-        on_writable();
-    }
-    void on_writable()
-    {
-        while (offset < length) {
-            ssize_t n = ::write(to, buffer.data() + offset, length - offset);
-            if (n < 0 && errno == EAGAIN)
-                return;
-            if (n < 0 && errno == EINTR)
-                continue;
-            if (n < 0) // EPIPE: the reader went away
-                return finish();
-            offset += static_cast<size_t>(n);
-        }
-        length = offset = 0;
-    }
-};
-
-// The terminal in raw mode for the run, restored on every way out.
-class RawTerminal {
-public:
-    explicit RawTerminal(int fd)
-    {
-        if (::tcgetattr(fd, &m_saved) < 0)
-            return;
-        termios raw = m_saved;
-        ::cfmakeraw(&raw);
-        if (::tcsetattr(fd, TCSAFLUSH, &raw) == 0)
-            m_fd = fd;
-    }
-    ~RawTerminal()
-    {
-        if (m_fd >= 0)
-            ::tcsetattr(m_fd, TCSAFLUSH, &m_saved);
-    }
-
-private:
-    int m_fd = -1;
-    termios m_saved {};
-};
-
-// "status N\n" from the agent, which is as untrusted as the compartment: parsed strictly.
-Result<int> parse_status(std::string const& text)
-{
-    if (!text.starts_with("status ") || !text.ends_with("\n") || text.size() > 32)
-        return Error::from_message("malformed status from the compartment");
-    auto value = parse_uint(std::string_view(text).substr(7, text.size() - 8));
-    if (value.is_error() || value.value() > 0xffff)
-        return Error::from_message("malformed status from the compartment");
-    int status = static_cast<int>(value.value());
-    if (WIFEXITED(status))
-        return WEXITSTATUS(status);
-    if (WIFSIGNALED(status))
-        return 128 + WTERMSIG(status);
-    return Error::from_message("malformed status from the compartment");
 }
 
 int run_in_compartment(RunArgs const& run, std::string const& socket)
@@ -243,6 +178,7 @@ int run_in_compartment(RunArgs const& run, std::string const& socket)
     // With a pty the master comes with the first reply. Without one the output is relayed at once,
     // and the broker's first answer (started, or why not) is read in the loop below.
     UniqueFd master;
+    std::string compartment = run.name;
     if (run.tty) {
         auto first = receive_reply(broker.value().get(), 1);
         if (first.is_error() || first.value().closed) {
@@ -256,118 +192,22 @@ int run_in_compartment(RunArgs const& run, std::string const& socket)
             return exit_failed;
         }
         master = std::move(first.value().fds.front());
+        auto const& body = first.value().body;
+        if (body.contains("compartment") && body["compartment"].is_string())
+            compartment = body["compartment"].get<std::string>(); // a disposable's own name
     }
 
-    ::signal(SIGPIPE, SIG_IGN);
-    sigset_t mask;
-    sigemptyset(&mask);
-    sigaddset(&mask, SIGWINCH);
-    ::sigprocmask(SIG_BLOCK, &mask, nullptr);
-    UniqueFd winch(::signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK));
-
-    std::vector<Pump> pumps;
-    if (run.tty) {
-        (void)set_nonblocking(master.get());
-        pumps.push_back({0, master.get(), false});
-        pumps.push_back({master.get(), 1, false});
-    } else {
-        (void)set_nonblocking(in_write.get());
-        (void)set_nonblocking(out_read.get());
-        (void)set_nonblocking(err_read.get());
-        pumps.push_back({0, in_write.release(), true});
-        pumps.push_back({out_read.get(), 1, false});
-        pumps.push_back({err_read.get(), 2, false});
-    }
-    std::optional<RawTerminal> raw;
-    if (terminal)
-        raw.emplace(0);
-
-    std::string status_text;
-    bool status_done = false;
-    bool broker_done = false;
-    bool const disposable = run.disposable;
-    while (true) {
-        bool outputs_done = std::all_of(pumps.begin() + 1, pumps.end(), [](Pump const& p) { return p.done; });
-        if (outputs_done && status_done && broker_done)
-            break;
-        std::vector<pollfd> fds;
-        std::vector<std::pair<size_t, bool>> owners; // pump index, is the write side
-        for (size_t i = 0; i < pumps.size(); ++i) {
-            if (short events = pumps[i].want_from()) {
-                fds.push_back({pumps[i].from, events, 0});
-                owners.emplace_back(i, false);
-            }
-            if (short events = pumps[i].want_to()) {
-                fds.push_back({pumps[i].to, events, 0});
-                owners.emplace_back(i, true);
-            }
-        }
-        size_t const fixed = fds.size();
-        fds.push_back({status_done ? -1 : status_read.get(), POLLIN, 0});
-        fds.push_back({broker_done ? -1 : broker.value().get(), POLLIN, 0});
-        fds.push_back({winch.get(), POLLIN, 0});
-        if (::poll(fds.data(), fds.size(), -1) < 0) {
-            if (errno == EINTR)
-                continue;
-            print_error(std::string("poll: ") + std::strerror(errno));
-            return exit_failed;
-        }
-        for (size_t i = 0; i < fixed; ++i) {
-            if (fds[i].revents == 0)
-                continue;
-            auto [index, write_side] = owners[i];
-            Pump& pump = pumps[index];
-            if (write_side) {
-                if (fds[i].revents & (POLLERR | POLLHUP))
-                    pump.finish();
-                else
-                    pump.on_writable();
-            } else {
-                pump.on_readable();
-            }
-        }
-        if (fds[fixed].revents) {
-            char buffer[64];
-            ssize_t n = ::read(status_read.get(), buffer, sizeof(buffer));
-            if (n > 0 && status_text.size() < 64)
-                status_text.append(buffer, static_cast<size_t>(n));
-            else if (n == 0 || (n < 0 && errno != EINTR))
-                status_done = true;
-        }
-        if (fds[fixed + 1].revents) {
-            auto message = receive_reply(broker.value().get(), 0);
-            if (message.has_value() && !message.value().closed && !message.value().body.value("ok", false)) {
-                raw.reset();
-                return report_failure(message.value().body);
-            }
-            if (message.is_error() || message.value().closed || message.value().body.value("done", false)) {
-                if ((message.is_error() || message.value().closed) && disposable)
-                    print_error("lost the broker before the disposable was torn down; the next broker removes it");
-                broker_done = true;
-            }
-        }
-        if (fds[fixed + 2].revents) {
-            signalfd_siginfo info;
-            while (::read(winch.get(), &info, sizeof(info)) == sizeof(info)) {
-            }
-            winsize size {};
-            if (master && ::ioctl(terminal ? 0 : 1, TIOCGWINSZ, &size) == 0)
-                (void)::ioctl(master.get(), TIOCSWINSZ, &size);
-        }
-    }
-    raw.reset();
-    if (pumps.front().to >= 0 && pumps.front().close_to_at_end)
-        ::close(pumps.front().to);
-    if (status_text.empty()) {
-        print_error("the compartment stopped before the command finished");
-        return exit_failed;
-    }
-    auto code = parse_status(status_text);
-    if (code.is_error()) {
-        print_error(code.error().message());
-        return exit_failed;
-    }
-    return code.value();
+    Session session;
+    session.broker = broker.value().get();
+    session.status = std::move(status_read);
+    session.master = std::move(master);
+    session.in = std::move(in_write);
+    session.out = std::move(out_read);
+    session.err = std::move(err_read);
+    session.compartment = compartment;
+    session.disposable = run.disposable;
+    session.raw = run.raw;
+    return relay(session);
 }
 
 } // namespace
@@ -385,6 +225,11 @@ int run_command(std::string const& command, std::vector<std::string> args)
         print_error(command + ": " + run.error().message());
         std::fputs(run_usage, stderr);
         return exit_usage;
+    }
+    if (run.value().help) {
+        std::fputs(run_usage, stdout);
+        std::fputs(run_help, stdout);
+        return 0;
     }
     return run_in_compartment(run.value(), socket);
 }

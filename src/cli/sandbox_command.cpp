@@ -1,4 +1,5 @@
 #include "base/parse.hpp"
+#include "base/terminal.hpp"
 #include "cli/commands.hpp"
 #include "sys/syscalls.hpp"
 
@@ -56,9 +57,18 @@ Result<sandbox::Bind> parse_bind(std::string_view text)
 
 } // namespace
 
+std::string shown_on(int fd, std::string_view text)
+{
+    if (::isatty(fd) != 1)
+        return std::string(text);
+    terminal::ControlFilter filter;
+    return filter.filter({reinterpret_cast<uint8_t const*>(text.data()), text.size()});
+}
+
 void print_error(std::string_view message)
 {
-    std::fprintf(stderr, "bulkhead: error: %.*s\n", static_cast<int>(message.size()), message.data());
+    std::string shown = shown_on(2, message);
+    std::fprintf(stderr, "bulkhead: error: %s\n", shown.c_str());
 }
 
 LocalEngine::~LocalEngine()

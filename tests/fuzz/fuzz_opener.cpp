@@ -1,12 +1,13 @@
-// Fuzzes the bulkhead.OpenInDisposable stream. The first byte picks view-only and a chunk size;
-// the rest is decoded twice: as a request header (decode_request) and as the disposable's answer
-// (ReplyParser), fed in chunks. Checks:
+// Fuzzes the bulkhead.OpenInDisposable stream. The first byte picks view-only, a chunk size and,
+// when its bit 6 is set, a small limit on the edited file (from edited_limit); the rest is decoded
+// twice: as a request header (decode_request) and as the disposable's answer (ReplyParser), fed in
+// chunks. Checks:
 //  - a decoded request is within bounds (a valid name, a bounded command without NUL, a size
 //    within the limit, `used` within the input) and re-encodes to exactly the bytes it used;
 //  - the answer's events are well-formed: EditedBegin/EditedEnd pair up at most once (never when
-//    view-only), the edited bytes add up to the announced length, output slices are non-empty and
-//    lie inside the chunk fed, nothing follows End, and finish() succeeds exactly when End was seen
-//    and no feed failed.
+//    view-only, never over the limit), the edited bytes add up to the announced length, output
+//    slices are non-empty and lie inside the chunk fed, nothing follows End, and finish() succeeds
+//    exactly when End was seen and no feed failed.
 #include "agent/filecopy.hpp"
 #include "agent/opener.hpp"
 
@@ -47,9 +48,9 @@ void fuzz_request(std::span<uint8_t const> input)
     check(again.size() == used && std::memcmp(again.data(), input.data(), used) == 0, "re-encoding differs from the input");
 }
 
-void fuzz_answer(std::span<uint8_t const> input, bool view_only, size_t chunk)
+void fuzz_answer(std::span<uint8_t const> input, bool view_only, size_t chunk, uint64_t limit)
 {
-    ReplyParser parser(view_only);
+    ReplyParser parser(view_only, limit);
     bool failed = false, ended = false, editing = false;
     int edits = 0;
     uint64_t announced = 0, edited = 0;
@@ -70,7 +71,7 @@ void fuzz_answer(std::span<uint8_t const> input, bool view_only, size_t chunk)
             case Event::Kind::EditedBegin:
                 check(!view_only, "an edit of a view-only file");
                 check(!editing && ++edits == 1, "a second edited file");
-                check(event.size <= max_file_bytes, "an edited file over the limit");
+                check(event.size <= max_file_bytes && event.size <= limit, "an edited file over the limit");
                 editing = true, announced = event.size, edited = 0;
                 break;
             case Event::Kind::EditedData:
@@ -100,8 +101,9 @@ extern "C" int LLVMFuzzerTestOneInput(uint8_t const* data, size_t size)
         return 0;
     bool view_only = (data[0] & 0x80) != 0;
     size_t chunk = (data[0] & 0x7f) + 1;
+    uint64_t limit = (data[0] & 0x40) != 0 ? edited_limit(data[0] & 0x3f, (data[0] & 0x3fu) * 2) : max_file_bytes;
     std::span<uint8_t const> input(data + 1, size - 1);
     fuzz_request(input);
-    fuzz_answer(input, view_only, chunk);
+    fuzz_answer(input, view_only, chunk, limit);
     return 0;
 }

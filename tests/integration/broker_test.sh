@@ -12,30 +12,13 @@ DAEMON=
 export BULKHEAD_SOCKET=$ROOT/run/admin.sock
 
 cleanup() {
-    if [[ -n $DAEMON ]]; then
-        for name in $("$BULKHEAD" ls --json 2>/dev/null | python3 -c 'import json,sys; [print(c["name"]) for c in json.load(sys.stdin)["compartments"] if c["state"] != "stopped"]' 2>/dev/null); do
-            "$BULKHEAD" stop "$name" >/dev/null 2>&1
-        done
-        kill "$DAEMON" 2>/dev/null
-        wait "$DAEMON" 2>/dev/null
-    fi
+    stop_daemon
     rm -rf "$ROOT"
 }
 trap cleanup EXIT
 
 # shellcheck source=tests/integration/lib.bash
 source "$(dirname "$0")/lib.bash"
-
-start_daemon() {
-    "$BULKHEAD" daemon --root "$ROOT" "$@" >>"$LOG" 2>&1 &
-    DAEMON=$!
-    for _ in $(seq 100); do
-        "$BULKHEAD" ls >/dev/null 2>&1 && return 0
-        sleep 0.1
-    done
-    echo "the daemon did not come up:"; cat "$LOG"
-    exit 1
-}
 
 B=$BULKHEAD
 start_daemon

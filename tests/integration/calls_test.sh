@@ -17,13 +17,7 @@ SERVICES=/usr/lib/bulkhead/services
 PREFIX=bulkhead-test-$$
 
 cleanup() {
-    if [[ -n $DAEMON ]]; then
-        for name in $("$BULKHEAD" ls --json 2>/dev/null | python3 -c 'import json,sys; [print(c["name"]) for c in json.load(sys.stdin)["compartments"] if c["state"] != "stopped"]' 2>/dev/null); do
-            "$BULKHEAD" stop "$name" >/dev/null 2>&1
-        done
-        kill "$DAEMON" 2>/dev/null
-        wait "$DAEMON" 2>/dev/null
-    fi
+    stop_daemon
     rm -f "$SERVICES/$PREFIX".* "$SERVICES/bulkhead.OpenInDisposable"
     rmdir "$SERVICES" /usr/lib/bulkhead 2>/dev/null
     rm -rf "$ROOT"
@@ -96,13 +90,7 @@ cp "$SERVICES/$P.Echo" "$SERVICES/$P.NoStart"
 chmod 755 "$SERVICES/$P".*
 
 B=$BULKHEAD
-"$B" daemon --root "$ROOT" --config "$ROOT/etc/system.toml" --ask-timeout 10 >>"$LOG" 2>&1 &
-DAEMON=$!
-for _ in $(seq 100); do
-    "$B" ls >/dev/null 2>&1 && break
-    sleep 0.1
-done
-"$B" ls >/dev/null 2>&1 || { echo "the daemon did not come up:"; cat "$LOG"; exit 1; }
+start_daemon --config "$ROOT/etc/system.toml" --ask-timeout 10
 grep -q "policy: 15 rules from $ROOT/etc/policy.d" "$LOG" && pass "daemon-loads-policy-beside-config" || fail "daemon-loads-policy-beside-config: $(grep policy "$LOG")"
 
 # ---- allow: streams, environment, user, exit code ----
@@ -172,7 +160,8 @@ esc='title\033]0;owned\007 clear\033[2J\n'
 out=$(script -qec "$B run --tty work -- sh -c 'printf \"$esc\" | bulkhead-call vault $P.Echo'" /dev/null 2>&1)
 [[ $out == *"title?]0;owned? clear?[2J"* && $out != *$'\033]0;owned'* && $out != *$'\033[2J'* ]] \
     && pass "call-defuses-control-sequences-on-a-terminal" || fail "call-defuses-control-sequences-on-a-terminal: $(printf '%q' "$out")"
-out=$(script -qec "$B run --tty work -- sh -c 'printf \"$esc\" | bulkhead-call --raw vault $P.Echo'" /dev/null 2>&1)
+# (--raw on both sides: the host's run filters the session's title too.)
+out=$(script -qec "$B run --tty --raw work -- sh -c 'printf \"$esc\" | bulkhead-call --raw vault $P.Echo'" /dev/null 2>&1)
 [[ $out == *$'title\033]0;owned\a clear\033[2J'* ]] && pass "call-raw-passes-control-sequences" || fail "call-raw-passes-control-sequences: $(printf '%q' "$out")"
 check call-passes-bytes-unchanged-to-a-pipe 0 "" -- "$B" run work -- sh -c "printf '$esc' > /tmp/esc && bulkhead-call vault $P.Echo < /tmp/esc | tail -n +2 | cmp - /tmp/esc"
 check open-passes-bytes-unchanged-to-a-pipe 0 "" -- "$B" run work -- sh -c 'cd && bulkhead-open-disposable esc.txt | cmp - esc.txt'
@@ -212,15 +201,63 @@ for how in cut hugeoutput twice after viewonly noend unknown hugefile; do
         && pass "open-hostile-answer-$how" || fail "open-hostile-answer-$how: $out"
 done
 rm -f "$SERVICES/bulkhead.OpenInDisposable"
+# An edited file comes back only within bounds (4 x the original or 64 MiB more, --max-size) and
+# when the caller's filesystem has room; holes stay holes. A disposable that grows the file to
+# 1 GiB (a hole in the disposable, real blocks wherever it were written whole) is refused before a
+# byte is written, and the original is kept.
+out=$(in_work 'mkdir b-huge && printf "hello\n" > b-huge/f.txt && bulkhead-open-disposable b-huge/f.txt "truncate -s 1G" 2>&1; echo "exit $?"; cat b-huge/f.txt; ls -A b-huge; du -sk b-huge | cut -f1' 2>&1)
+[[ $out == *"an edited file of 1073741824 bytes, more than the 67108870 accepted for this file; b-huge/f.txt is unchanged"* \
+    && $out == *$'exit 125\nhello\nf.txt\n'* && ${out##*$'\n'} -le 64 ]] && pass "open-edit-over-the-bound-refused" || fail "open-edit-over-the-bound-refused: $out"
+out=$(in_work 'mkdir b-holes && printf "hello\n" > b-holes/f.txt && bulkhead-open-disposable b-holes/f.txt "truncate -s 60M"; echo "exit $?"; stat -c "%s %b" b-holes/f.txt; ls -A b-holes' 2>&1)
+blocks=$(sed -n 's/^62914560 \([0-9]*\)$/\1/p' <<<"$out")
+[[ $out == *"replaced by the version edited"* && $out == *"exit 0"* && -n $blocks && $blocks -le 128 && $out == *$'\nf.txt' ]] \
+    && pass "open-edit-keeps-holes ($blocks blocks for 60 MiB)" || fail "open-edit-keeps-holes: $out"
+check open-max-size-bounds-the-edit 125 "more than the 1024 accepted" -- "$B" run work -- sh -c \
+    'cd && mkdir b-max && echo small > b-max/f.txt && bulkhead-open-disposable --max-size 1K b-max/f.txt "head -c 2000 /dev/urandom >"; r=$?; [ "$(ls -A b-max)" = f.txt ] && grep -qx small b-max/f.txt || exit 99; exit $r'
+check open-max-size-usage 2 "--max-size: " -- "$B" run work -- bulkhead-open-disposable --max-size lots /etc/hostname
+# The caller's filesystem (its /tmp, filled to leave 40 MiB) has no room for 48 MiB: refused before writing.
+out=$("$B" run work -- sh -c 'free=$(df --output=avail -B1 /tmp | tail -1); fill=$((free - 40 * 1048576)); [ "$fill" -gt 0 ] && head -c "$fill" /dev/zero > /tmp/filler
+    printf "x\n" > /tmp/f.txt; bulkhead-open-disposable /tmp/f.txt "head -c 48M /dev/urandom >" 2>&1; echo "exit $?"; cat /tmp/f.txt; ls -A /tmp; rm -f /tmp/filler /tmp/f.txt' 2>&1)
+[[ $out == *"an edited file of 50331648 bytes does not fit in /tmp"* && $out == *$'exit 125\nx\n'* && $out != *.bulkhead-open* && $out != *f.txt.edited* ]] \
+    && pass "open-edit-needs-room" || fail "open-edit-needs-room: $out"
+# A caller interrupted (SIGINT, SIGTERM, SIGHUP) while an edit arrives leaves no staging file.
+cat >"$SERVICES/bulkhead.OpenInDisposable" <<'EOF2'
+#!/usr/bin/python3
+import struct, sys, time
+inp, out = sys.stdin.buffer, sys.stdout.buffer
+magic, version, flags, name_size, command_size, size = struct.unpack("<4sBBHHQ", inp.read(18))
+inp.read(name_size + command_size + size)
+out.write(struct.pack("<BQ", 2, 32 << 20))
+try:
+    while True:
+        out.write(b"x" * 65536)
+        out.flush()
+        time.sleep(0.2)
+except BrokenPipeError:
+    pass
+EOF2
+chmod 755 "$SERVICES/bulkhead.OpenInDisposable"
+out=$("$B" run work -- python3 -c '
+import glob, os, signal, subprocess, time
+for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    d = os.path.expanduser("~/b-signal-%d" % sig)
+    os.makedirs(d)
+    open(d + "/f.txt", "w").write("original\n")
+    p = subprocess.Popen(["bulkhead-open-disposable", d + "/f.txt"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(300):
+        if glob.glob(d + "/.bulkhead-open-*"):
+            break
+        time.sleep(0.1)
+    staged = bool(glob.glob(d + "/.bulkhead-open-*"))
+    p.send_signal(sig)
+    p.wait()
+    print(signal.Signals(sig).name, "staged" if staged else "never-staged", p.returncode, sorted(os.listdir(d)), open(d + "/f.txt").read().strip())
+' 2>&1)
+[[ $out == $'SIGINT staged -2 [\'f.txt\'] original\nSIGTERM staged -15 [\'f.txt\'] original\nSIGHUP staged -1 [\'f.txt\'] original' ]] \
+    && pass "open-interrupted-caller-leaves-no-staging-file" || fail "open-interrupted-caller-leaves-no-staging-file: $out"
+rm -f "$SERVICES/bulkhead.OpenInDisposable"
 
 # ---- ask: approve, deny, no answer ----
-pending_id() {
-    for _ in $(seq 50); do
-        id=$("$B" pending --json | python3 -c 'import json,sys; l=json.load(sys.stdin); print(l[0]["id"] if l else "")')
-        [[ -n $id ]] && { echo "$id"; return; }
-        sleep 0.1
-    done
-}
 (echo asked | "$B" run personal -- bulkhead-call vault "$P.Echo" >"$ROOT/ask1.out" 2>&1; echo $? >"$ROOT/ask1.code") &
 asker=$!
 id=$(pending_id)
@@ -295,12 +332,7 @@ check rollback-policy-allows-again 0 "" -- "$B" run work -- bulkhead-call vault 
 printf 'this is not a rule\n' >"$ROOT/etc/policy.d/06-broken.policy"
 kill "$DAEMON"
 wait "$DAEMON" 2>/dev/null
-"$B" daemon --root "$ROOT" --ask-timeout 10 >>"$LOG" 2>&1 &
-DAEMON=$!
-for _ in $(seq 100); do
-    "$B" ls >/dev/null 2>&1 && break
-    sleep 0.1
-done
+start_daemon --ask-timeout 10
 grep -q "policy: 15 rules from $ROOT/etc/policy.d as applied with generation" "$LOG" && pass "restart-uses-generation-policy" || fail "restart-uses-generation-policy: $(grep 'policy:' "$LOG" | tail -2)"
 check restart-policy-in-force 0 "" -- "$B" run work -- bulkhead-call vault "$P.Empty"
 check broken-edit-refused-at-apply 2 "06-broken.policy:1:" -- "$B" apply "$ROOT/etc/system.toml"

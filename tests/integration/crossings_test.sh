@@ -18,11 +18,7 @@ PREFIX=bulkhead-crossings-$$
 
 cleanup() {
     for pid in "${HOLDERS[@]}"; do kill "$pid" 2>/dev/null; done
-    if [[ -n $DAEMON ]]; then
-        stop_compartments
-        kill "$DAEMON" 2>/dev/null
-        wait "$DAEMON" 2>/dev/null
-    fi
+    stop_daemon
     rm -f "$SERVICES/$PREFIX".*
     rmdir "$SERVICES" /usr/lib/bulkhead 2>/dev/null
     rm -rf "$ROOT"
@@ -116,18 +112,14 @@ printf '#!/bin/sh\nif [ -d "$HOME/Secrets" ]; then echo template=secret-dvm; els
 chmod 755 "$SERVICES/$P".*
 
 B=$BULKHEAD
-start_daemon() {
-    "$B" daemon --root "$ROOT" --config "$ROOT/etc/system.toml" --ask-timeout 20 --slots 16 >>"$LOG" 2>&1 &
-    DAEMON=$!
-    wait_for_broker "$LOG"
-}
-stop_daemon() {
+daemon_options=(--config "$ROOT/etc/system.toml" --ask-timeout 20 --slots 16)
+start_daemon "${daemon_options[@]}"
+# The broker alone stops and starts again; the compartments go on running.
+restart_broker() {
     kill "$DAEMON" 2>/dev/null
     wait "$DAEMON" 2>/dev/null
-    DAEMON=
+    start_daemon "${daemon_options[@]}"
 }
-start_daemon
-
 disposables() { # the live disposables: NAME OWNER PRELOADED per line (OWNER "-" while pooled)
     "$B" ls --json | python3 -c "import json,sys; [print(c['name'], c.get('owner') or '-', c.get('preloaded')) for c in json.load(sys.stdin)['compartments'] if c.get('disposable')]"
 }
@@ -258,8 +250,7 @@ wait "$asker"
 check paste-from-gone-disposable-judged-as-disposable 126 "denied by policy" -- "$B" run personal -- bulkhead-clip paste
 
 # ---- 13f. Ask ids are never reused, also across a broker restart ----
-stop_daemon
-start_daemon
+restart_broker
 ("$B" run personal -- bulkhead-call vault "$P.Who" >/dev/null 2>&1) &
 asker=$!
 id=$(pending_id)
@@ -272,8 +263,7 @@ hold work @disposable "$ROOT/hold3"
 holder3=$HELD
 wait_for "$ROOT/hold3" "held in=disp-"
 disp=$(sed -n 's/.*held in=\(disp-[0-9]*\).*/\1/p' "$ROOT/hold3")
-stop_daemon
-start_daemon
+restart_broker
 check foreign-disposable-denied-after-restart 126 "denied by policy" -- "$B" run research -- bulkhead-call "$disp" "$P.Echo"
 check owner-reaches-disposable-after-restart 0 "in=$disp" -- "$B" run work -- bulkhead-call "$disp" "$P.Echo"
 "$B" stop "$disp" >/dev/null 2>&1
@@ -285,9 +275,10 @@ for _ in $(seq 100); do
     [[ -n $brief_disp ]] && break
     sleep 0.05
 done
-stop_daemon
+kill "$DAEMON" 2>/dev/null
+wait "$DAEMON" 2>/dev/null
 wait "$brief"
-start_daemon
+start_daemon "${daemon_options[@]}"
 gone "$brief_disp" && pass "command-ended-while-broker-down-ends-disposable" || fail "command-ended-while-broker-down-ends-disposable: $brief_disp $(json_field "$brief_disp" state)"
 
 # ---- 3. No compartment can take every disposable or compartment slot ----

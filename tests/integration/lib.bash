@@ -29,21 +29,25 @@ json_field() { # NAME FIELD: a field of one compartment in ls --json
     "$BULKHEAD" ls --json | python3 -c "import json,sys; print(next((c.get('$2') for c in json.load(sys.stdin)['compartments'] if c['name'] == '$1'), 'absent'))"
 }
 
-stop_compartments() { # stops every compartment the broker runs (for cleanup)
-    local name
-    for name in $("$BULKHEAD" ls --json 2>/dev/null | python3 -c 'import json,sys; [print(c["name"]) for c in json.load(sys.stdin)["compartments"] if c["state"] != "stopped"]' 2>/dev/null); do
-        "$BULKHEAD" stop "$name" >/dev/null 2>&1
-    done
-}
-
-wait_for_broker() { # LOG: until the broker answers (10 s), else print LOG and exit 1
+# The test's broker: BULKHEAD, ROOT and LOG set, DAEMON its pid once started.
+start_daemon() { # [DAEMON OPTIONS...]: `bulkhead daemon --root $ROOT`, in the background, once it answers
+    "$BULKHEAD" daemon --root "$ROOT" "$@" >>"$LOG" 2>&1 &
+    DAEMON=$!
     for _ in $(seq 100); do
         "$BULKHEAD" ls >/dev/null 2>&1 && return 0
         sleep 0.1
     done
-    echo "the daemon did not come up:"
-    cat "$1"
+    echo "the daemon did not come up:"; cat "$LOG"
     exit 1
+}
+
+stop_daemon() { # every running compartment, then the daemon (for the test's cleanup)
+    [[ -n ${DAEMON:-} ]] || return 0
+    for name in $("$BULKHEAD" ls --json 2>/dev/null | python3 -c 'import json,sys; [print(c["name"]) for c in json.load(sys.stdin)["compartments"] if c["state"] != "stopped"]' 2>/dev/null); do
+        "$BULKHEAD" stop "$name" >/dev/null 2>&1
+    done
+    kill "$DAEMON" 2>/dev/null
+    wait "$DAEMON" 2>/dev/null
 }
 
 pending_id() { # the id of the newest pending ask (waits up to 10 s for one)

@@ -1,11 +1,15 @@
 // The bulkhead.OpenInDisposable stream: request headers (round trip, every refusal, cut short at
-// every length) and the caller's decoder of the disposable's answer, fed whole and byte by byte.
+// every length), the caller's decoder of the disposable's answer, fed whole and byte by byte, the
+// bound on an edited file, and the sparse writer of an edited file.
 #include "agent/opener.hpp"
 
 #include <gtest/gtest.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <string>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <vector>
 
 using namespace bulkhead;
@@ -49,9 +53,9 @@ struct Decoded {
     std::string finished;  // of finish (empty: complete)
 };
 
-Decoded decode(std::vector<uint8_t> const& bytes, bool view_only, size_t step)
+Decoded decode(std::vector<uint8_t> const& bytes, bool view_only, size_t step, uint64_t max_edited = max_file_bytes)
 {
-    ReplyParser parser(view_only);
+    ReplyParser parser(view_only, max_edited);
     Decoded decoded;
     for (size_t at = 0; at < bytes.size() && decoded.error.empty(); at += step) {
         std::vector<Event> events;
@@ -208,23 +212,103 @@ TEST(OpenerAnswer, AFailedParserStaysFailed)
     EXPECT_FALSE(parser.ended());
 }
 
-TEST(OpenerTerminal, ControlCharactersBecomeQuestionMarks)
+
+TEST(OpenerLimit, AnEditMayGrowFourfoldOr64MiBUpToTheCap)
 {
-    TerminalFilter filter;
-    auto shown = [&](std::string const& text) { return filter.filter(bytes_of(text)); };
-    EXPECT_EQ(shown("plain text\twith tab\n"), "plain text\twith tab\n");
-    EXPECT_EQ(shown("\x1b]0;owned\x07"), "?]0;owned?");          // window title
-    EXPECT_EQ(shown("\x1b[2J\x1b[1;1Hfake prompt$ "), "?[2J?[1;1Hfake prompt$ ");
-    EXPECT_EQ(shown("ok\rforged\b\x7f"), "ok?forged??");
-    EXPECT_EQ(shown("caf\xc3\xa9 \xe2\x82\xac \xc2\xa0"), "caf\xc3\xa9 \xe2\x82\xac \xc2\xa0"); // é € nbsp stay
-    EXPECT_EQ(shown("\xc2\x9b" "2J"), "?2J");                       // C1 CSI in UTF-8
+    constexpr uint64_t mib = 1 << 20, gib = 1ull << 30;
+    EXPECT_EQ(edited_limit(16, default_max_edited), 16 + 64 * mib);          // a small file: 64 MiB more
+    EXPECT_EQ(edited_limit(0, default_max_edited), 64 * mib);
+    EXPECT_EQ(edited_limit(100 * mib, default_max_edited), 400 * mib);       // a larger one: fourfold
+    EXPECT_EQ(edited_limit(2 * gib, default_max_edited), default_max_edited); // the cap
+    EXPECT_EQ(edited_limit(16, mib), mib);                                  // a smaller cap
+    EXPECT_EQ(edited_limit(6 * gib, default_max_edited), 6 * gib);          // an original over the cap keeps its size
+    EXPECT_EQ(edited_limit(max_file_bytes, ~0ull), max_file_bytes);         // never beyond the stream's own bound
+    EXPECT_EQ(edited_limit(~0ull, ~0ull), max_file_bytes);
 }
 
-TEST(OpenerTerminal, ACharacterSplitAcrossChunksIsJudgedWhole)
+TEST(OpenerAnswer, AnEditOverTheLimitIsRefusedBeforeAByteOfIt)
 {
-    TerminalFilter filter;
-    EXPECT_EQ(filter.filter(bytes_of("a\xc2")), "a");
-    EXPECT_EQ(filter.filter(bytes_of("\x9b")), "?");
-    EXPECT_EQ(filter.filter(bytes_of("\xc2")), "");
-    EXPECT_EQ(filter.filter(bytes_of("\xa9")), "\xc2\xa9");
+    auto bytes = Answer().frame(FrameType::Edited, std::string(101, 'x')).frame(FrameType::End).bytes();
+    auto refused = decode(bytes, false, 1, 100);
+    EXPECT_NE(refused.error.find("an edited file of 101 bytes, more than the 100 accepted"), std::string::npos) << refused.error;
+    EXPECT_EQ(refused.edits_begun, 0);
+    EXPECT_EQ(refused.edited, "");
+    auto accepted = decode(bytes, false, 1, 101);
+    EXPECT_EQ(accepted.error, "");
+    EXPECT_EQ(accepted.edited.size(), 101U);
+}
+
+namespace {
+
+struct TemporaryFile {
+    TemporaryFile()
+    {
+        char pattern[] = "/tmp/bulkhead-opener-test-XXXXXX";
+        fd = ::mkstemp(pattern);
+        path = pattern;
+    }
+    ~TemporaryFile()
+    {
+        ::close(fd);
+        ::unlink(path.c_str());
+    }
+    std::string content() const
+    {
+        std::string out;
+        char buffer[65536];
+        ssize_t n;
+        for (off_t at = 0; (n = ::pread(fd, buffer, sizeof(buffer), at)) > 0; at += n)
+            out.append(buffer, static_cast<size_t>(n));
+        return out;
+    }
+    int fd = -1;
+    std::string path;
+};
+
+std::span<uint8_t const> span_of(std::string const& text)
+{
+    return {reinterpret_cast<uint8_t const*>(text.data()), text.size()};
+}
+
+} // namespace
+
+TEST(OpenerSparseWriter, ZeroBlocksBecomeHolesAndReadBackAsZeros)
+{
+    TemporaryFile file;
+    ASSERT_GE(file.fd, 0);
+    std::string expected = "head" + std::string(8 << 20, '\0') + "middle" + std::string(3 << 20, '\0');
+    SparseWriter writer(file.fd);
+    // Fed in odd pieces, as a socket delivers them.
+    for (size_t at = 0; at < expected.size();) {
+        size_t piece = std::min<size_t>(expected.size() - at, 12345 + at % 777);
+        ASSERT_TRUE(writer.write(span_of(expected.substr(at, piece))).has_value());
+        at += piece;
+    }
+    ASSERT_TRUE(writer.finish().has_value());
+    EXPECT_EQ(writer.length(), expected.size());
+    EXPECT_EQ(file.content(), expected);
+    struct stat info {};
+    ASSERT_EQ(::fstat(file.fd, &info), 0);
+    EXPECT_EQ(static_cast<size_t>(info.st_size), expected.size());
+    // Two blocks hold data (four where the filesystem's blocks are smaller than 4 KiB pages); the
+    // 11 MiB of zeros take none.
+    EXPECT_LE(info.st_blocks * 512, 64 * 1024) << "blocks: " << info.st_blocks;
+}
+
+TEST(OpenerSparseWriter, DataIsWrittenWhole)
+{
+    TemporaryFile file;
+    ASSERT_GE(file.fd, 0);
+    std::string expected;
+    for (int i = 0; i < 300000; ++i)
+        expected += static_cast<char>(i % 251 == 0 ? 0 : i % 256);
+    SparseWriter writer(file.fd, 512);
+    ASSERT_TRUE(writer.write(span_of(expected.substr(0, 1000))).has_value());
+    ASSERT_TRUE(writer.write(span_of(expected.substr(1000))).has_value());
+    ASSERT_TRUE(writer.finish().has_value());
+    EXPECT_EQ(file.content(), expected);
+    TemporaryFile empty;
+    SparseWriter nothing(empty.fd);
+    ASSERT_TRUE(nothing.finish().has_value());
+    EXPECT_EQ(empty.content(), "");
 }
