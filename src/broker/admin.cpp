@@ -280,7 +280,7 @@ void Broker::admin_apply(int client, std::string const& op, std::string const& t
         (void)use_policy(new_policy.release_value()); // `changes` says it already
         for (auto const& line : changes)
             log("apply: " + line);
-        record({.kind = "admin", .caller = "@host", .service = "apply", .verdict = "ok",
+        (void)record({.kind = "admin", .caller = "@host", .service = "apply", .verdict = "ok",
             .detail = "generation " + std::to_string(m_generation) + " from " + source});
     }
     reply(client, lines_json(changes, "changes", {{"generation", m_generation}}));
@@ -312,7 +312,7 @@ void Broker::admin_rollback(int client)
     } else {
         result.value().push_back("policy: unchanged (generation " + std::to_string(generation.id) + " was applied before policies were kept with generations)");
     }
-    record({.kind = "admin", .caller = "@host", .service = "rollback", .verdict = "ok", .detail = "generation " + std::to_string(m_generation)});
+    (void)record({.kind = "admin", .caller = "@host", .service = "rollback", .verdict = "ok", .detail = "generation " + std::to_string(m_generation)});
     reply(client, lines_json(result.value(), "changes", {{"generation", m_generation}}));
 }
 
@@ -327,7 +327,7 @@ void Broker::admin_lifecycle(int client, std::string const& op, std::string cons
             return reply_error(client, name + " is not running", 2);
         stop_compartment(name, op == "stop" ? "stopped by the administrator" : "restarted by the administrator");
         if (op == "stop") {
-            record({.kind = "admin", .caller = "@host", .target = name, .service = op, .verdict = "ok"});
+            (void)record({.kind = "admin", .caller = "@host", .target = name, .service = op, .verdict = "ok"});
             return reply(client, R"({"ok":true})");
         }
     } else if (live != m_live.end()) {
@@ -338,7 +338,7 @@ void Broker::admin_lifecycle(int client, std::string const& op, std::string cons
     auto started = start_persistent(name);
     if (started.is_error())
         return reply_error(client, "starting " + name + ": " + started.error().message(), 125);
-    record({.kind = "admin", .caller = "@host", .target = name, .service = op, .verdict = "ok"});
+    (void)record({.kind = "admin", .caller = "@host", .target = name, .service = op, .verdict = "ok"});
     reply(client, R"({"ok":true})");
 }
 
@@ -492,8 +492,8 @@ void Broker::admin_answer(int client, bool approve, uint64_t id, std::string con
     }
     PendingAsk taken = std::move(ask);
     m_asks.erase(found);
-    record(entry);
-    record({.kind = "admin", .caller = "@host", .target = taken.source, .service = approve ? "approve" : "deny",
+    (void)record(entry);
+    (void)record({.kind = "admin", .caller = "@host", .target = taken.source, .service = approve ? "approve" : "deny",
         .arg = std::to_string(id), .verdict = "ok", .detail = entry.detail});
     if (!approve) {
         refuse_call(taken.caller, 126, "denied by the administrator (" + taken.rule + ")");
@@ -501,40 +501,6 @@ void Broker::admin_answer(int client, bool approve, uint64_t id, std::string con
     }
     run_call(taken.caller, taken.source, taken.call, taken.request, taken.decision.params, target);
     reply(client, R"({"ok":true})");
-}
-
-void Broker::admin_audit(int client, uint64_t after, uint32_t limit)
-{
-    auto records = audit::read(m_audit_path, after, limit);
-    if (records.is_error())
-        return reply_error(client, records.error().message(), 125);
-    json list = json::array();
-    for (auto const& entry : records.value()) {
-        json parsed = json::parse(audit::to_line(entry), nullptr, false);
-        if (!parsed.is_discarded())
-            list.push_back(parsed);
-    }
-    json object = {{"ok", true}, {"records", list}};
-    reply(client, object.dump(-1, ' ', false, json::error_handler_t::replace));
-}
-
-void Broker::admin_audit_verify(int client)
-{
-    flush_audit(); // the head compared against is the last record written
-
-    auto contents = sys::read_file(m_audit_path, size_t(1) << 34);
-    if (contents.is_error())
-        return reply_error(client, contents.error().message(), 125);
-    // What the broker itself wrote last: the log must end there.
-    std::optional<std::pair<uint64_t, std::string>> expected;
-    if (auto head = m_db->audit_head(); head.has_value())
-        expected = head.value();
-    auto verification = audit::verify(contents.value(), expected);
-    json problems = json::array();
-    for (auto const& problem : verification.problems)
-        problems.push_back({{"line", problem.line}, {"seq", problem.seq}, {"what", problem.what}});
-    json object = {{"ok", true}, {"records", verification.records}, {"problems", problems}, {"path", m_audit_path}};
-    reply(client, object.dump(-1, ' ', false, json::error_handler_t::replace));
 }
 
 } // namespace bulkhead::broker

@@ -210,7 +210,7 @@ Status Broker::open_state(Options const& options)
     TRY_CTX(install_commands(m_agent_exe.get(), m_paths.run + "/bin"), "installing the in-compartment commands");
     m_ask_timeout_ms = options.ask_timeout_ms;
     m_audit_path = m_paths.state + "/audit.log";
-    m_audit.emplace(TRY_CTX(audit::Log::open(m_audit_path), "opening the audit log " + m_audit_path));
+    m_audit.emplace(TRY_CTX(audit::Log::open(m_audit_path, options.audit_limits), "opening the audit log " + m_audit_path));
     // Records removed from the end while no broker ran would otherwise go unnoticed: the chain
     // continues from the new end. Say so, in the log itself.
     if (auto head = m_db->audit_head(); head.has_value() && head.value()
@@ -218,7 +218,7 @@ Status Broker::open_state(Options const& options)
         std::string what = "the audit log ends at seq " + std::to_string(m_audit->last_seq()) + "; the broker wrote up to seq "
             + std::to_string(head.value()->first) + ": records were removed or changed while no broker ran";
         log("audit log: " + what);
-        record({.kind = "admin", .caller = "@host", .service = "audit", .verdict = "failed", .detail = what});
+        (void)record({.kind = "admin", .caller = "@host", .service = "audit", .verdict = "failed", .detail = what});
     }
     // Each compartment costs a few descriptors (listener, agent, pidfd): allow many.
     rlimit files {};

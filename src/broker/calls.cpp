@@ -168,29 +168,6 @@ policy::Party Broker::party_of(std::string const& name) const
     return party;
 }
 
-void Broker::record(audit::Record entry, Durability durability)
-{
-    if (!m_audit)
-        return;
-    if (auto appended = m_audit->append(entry, durability == Durability::Now); appended.is_error()) {
-        log("audit log: " + appended.error().message());
-        return;
-    }
-    if (durability == Durability::Now)
-        flush_audit();
-}
-
-void Broker::flush_audit()
-{
-    if (!m_audit || m_audit_head_stored == m_audit->last_seq())
-        return;
-    if (auto synced = m_audit->sync(); synced.is_error())
-        log("audit log: " + synced.error().message());
-    if (auto stored = m_db->set_audit_head(m_audit->last_seq(), m_audit->last_hash()); stored.is_error())
-        log("audit log: " + stored.error().message());
-    m_audit_head_stored = m_audit->last_seq();
-}
-
 // ---- caller connections ----
 
 void Broker::on_caller_accepted(Live& live, UniqueFd connection, pid_t pid)
@@ -338,7 +315,7 @@ void Broker::clipboard_copy_from(int fd, UniqueFd content)
         return refuse_call(fd, 125, "reading the clipboard's content failed");
     m_clipboard = std::move(data);
     m_clipboard_source = source;
-    record({.kind = "call", .caller = source, .target = "@clipboard", .service = clipboard_service, .arg = "copy", .verdict = "ok",
+    (void)record({.kind = "call", .caller = source, .target = "@clipboard", .service = clipboard_service, .arg = "copy", .verdict = "ok",
         .detail = std::to_string(m_clipboard.size()) + " bytes"});
     deliver_to_caller(fd, "@clipboard", {});
 }
@@ -397,14 +374,14 @@ void Broker::route_call(int fd, wire::Call const& call_in)
         if (request.disposable_template.empty() || settings == nullptr || !settings->disposable_template) {
             entry.verdict = "deny";
             entry.detail = "no such disposable template";
-            record(entry, Durability::Later);
+            (void)record(entry, Durability::Later);
             return refuse_call(fd, 126, "denied: '" + call.target + "' names no disposable template");
         }
     } else if (request.target_kind == policy::TargetKind::Compartment) {
         if (m_config.find_compartment(call.target) == nullptr && !m_live.contains(call.target)) {
             entry.verdict = "deny";
             entry.detail = "no such compartment";
-            record(entry, Durability::Later);
+            (void)record(entry, Durability::Later);
             return refuse_call(fd, 126, "denied: no compartment named '" + call.target + "'");
         }
         request.target = party_of(call.target);
@@ -416,9 +393,12 @@ void Broker::route_call(int fd, wire::Call const& call_in)
     std::string const where = policy::decision_where(m_policy, decision);
     entry.verdict = std::string(policy::action_name(decision.action));
     entry.rule = where;
-    record(entry, Durability::Later);
+    bool const recorded = record(entry, Durability::Later);
     if (decision.action == policy::Action::Deny)
         return refuse_call(fd, 126, "denied by policy (" + where + ")");
+    // Fail closed: a call the audit log cannot record does not happen.
+    if (!recorded)
+        return refuse_call(fd, 125, "refused: the broker cannot record the call in its audit log");
     if (decision.action == policy::Action::Ask) {
         size_t waiting = std::count_if(m_asks.begin(), m_asks.end(), [&](auto const& ask) { return m_callers.contains(ask.second.caller) && m_callers.at(ask.second.caller).compartment == caller; });
         if (waiting >= max_asks_per_compartment)
@@ -553,6 +533,7 @@ void Broker::run_call(int fd, std::string const& source, wire::Call const& call,
 
 void Broker::expire_asks(int64_t now_ms)
 {
+    write_due_denials(now_ms);
     for (auto it = m_asks.begin(); it != m_asks.end();) {
         if (it->second.deadline_ms > now_ms) {
             ++it;
@@ -562,7 +543,7 @@ void Broker::expire_asks(int64_t now_ms)
         it = m_asks.erase(it);
         audit::Record entry {.kind = "ask", .caller = ask.source, .target = ask.call.target.empty() ? "@default" : ask.call.target,
             .service = ask.call.service, .arg = ask.call.arg, .verdict = "timeout", .rule = ask.rule, .detail = "no answer: denied"};
-        record(entry);
+        (void)record(entry);
         log("ask " + std::to_string(ask.id) + ": no answer in time: denied");
         refuse_call(ask.caller, 126, "denied: no answer to the request (" + ask.rule + ")");
     }
@@ -586,6 +567,9 @@ int Broker::next_timeout_ms(int64_t now_ms) const
     int64_t timeout = -1;
     for (auto const& [id, ask] : m_asks)
         timeout = timeout < 0 ? ask.deadline_ms - now_ms : std::min(timeout, ask.deadline_ms - now_ms);
+    // Counted denials are summed up in the audit log when their window ends.
+    if (auto due = m_denials.next_due())
+        timeout = timeout < 0 ? *due - now_ms : std::min(timeout, *due - now_ms);
     // A throttled compartment's listener comes back when its bucket reaches 1 token.
     if (m_throttled) {
         for (auto const& [name, live] : m_live) {

@@ -28,3 +28,10 @@ check() { # NAME EXPECTED_CODE EXPECTED_OUTPUT_SUBSTRING -- COMMAND...
 json_field() { # NAME FIELD: a field of one compartment in ls --json
     "$BULKHEAD" ls --json | python3 -c "import json,sys; print(next((c.get('$2') for c in json.load(sys.stdin)['compartments'] if c['name'] == '$1'), 'absent'))"
 }
+
+stop_compartments() { # every compartment that is not stopped (a test's cleanup)
+    local name
+    for name in $("$BULKHEAD" ls --json 2>/dev/null | python3 -c 'import json,sys; [print(c["name"]) for c in json.load(sys.stdin)["compartments"] if c["state"] != "stopped"]' 2>/dev/null); do
+        "$BULKHEAD" stop "$name" >/dev/null 2>&1
+    done
+}
