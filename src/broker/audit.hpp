@@ -55,8 +55,8 @@ std::string current_time();
 
 // How large the log may grow, and how much of its filesystem it leaves to the state database.
 struct Limits {
-    static constexpr uint64_t default_file_bytes = uint64_t(64) << 20;
-    static constexpr size_t default_keep_files = 8;
+    static constexpr uint64_t default_file_bytes = uint64_t(16) << 20;
+    static constexpr size_t default_keep_files = 32;
     static constexpr uint64_t max_reserve_bytes = uint64_t(64) << 20;
     uint64_t file_bytes = default_file_bytes; // audit.log is rotated once it is this large
     size_t keep_files = default_keep_files;   // rotated files kept; the oldest beyond are removed
