@@ -531,45 +531,11 @@ void Broker::admin_answer(int client, bool approve, uint64_t id, std::string con
         return reply(client, R"({"ok":true})");
     }
     if (!recorded) {
-        refuse_call(taken.caller, 125, "refused: the audit log cannot be written");
+        refuse_call(taken.caller, 125, "refused: the broker cannot record the call in its audit log");
         return reply_error(client, "the audit log cannot be written: request " + std::to_string(id) + " was refused", 125);
     }
     run_call(taken.caller, taken.source, taken.call, request, params, target);
     reply(client, R"({"ok":true})");
-}
-
-void Broker::admin_audit(int client, uint64_t after, uint32_t limit)
-{
-    auto records = audit::read(m_audit_path, after, limit);
-    if (records.is_error())
-        return reply_error(client, records.error().message(), 125);
-    json list = json::array();
-    for (auto const& entry : records.value()) {
-        json parsed = json::parse(audit::to_line(entry), nullptr, false);
-        if (!parsed.is_discarded())
-            list.push_back(parsed);
-    }
-    json object = {{"ok", true}, {"records", list}};
-    reply(client, object.dump(-1, ' ', false, json::error_handler_t::replace));
-}
-
-void Broker::admin_audit_verify(int client)
-{
-    flush_audit(); // the head compared against is the last record written
-
-    auto contents = sys::read_file(m_audit_path, size_t(1) << 34);
-    if (contents.is_error())
-        return reply_error(client, contents.error().message(), 125);
-    // What the broker itself wrote last: the log must end there.
-    std::optional<std::pair<uint64_t, std::string>> expected;
-    if (auto head = m_db->audit_head(); head.has_value())
-        expected = head.value();
-    auto verification = audit::verify(contents.value(), expected);
-    json problems = json::array();
-    for (auto const& problem : verification.problems)
-        problems.push_back({{"line", problem.line}, {"seq", problem.seq}, {"what", problem.what}});
-    json object = {{"ok", true}, {"records", verification.records}, {"problems", problems}, {"path", m_audit_path}};
-    reply(client, object.dump(-1, ' ', false, json::error_handler_t::replace));
 }
 
 } // namespace bulkhead::broker

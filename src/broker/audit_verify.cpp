@@ -1,5 +1,5 @@
-// Verification of the audit log (see audit.hpp and docs/audit.md; writing and reading are in
-// audit.cpp).
+// Verification of the audit log's chain through one file (see audit.hpp and docs/audit.md; across
+// files: audit_files.cpp, which starts each file's walk where the one before ended).
 //
 // Every record is judged by three facts against the position the chain has reached (the last record
 // accepted into it): does its own hash match its content; does its seq follow; does its prev name the
@@ -18,10 +18,12 @@
 
 namespace bulkhead::audit {
 
+using detail::Anchor;
 using detail::blake2b;
 using detail::Digest;
 using detail::hash_bytes;
 using detail::is_hash;
+using detail::to_digest;
 
 namespace {
 
@@ -34,16 +36,6 @@ struct DigestHash {
         return out;
     }
 };
-
-// Only for strings is_hash() accepted.
-Digest to_digest(std::string const& text)
-{
-    Digest out {};
-    auto nibble = [](char c) { return static_cast<unsigned char>(c <= '9' ? c - '0' : c - 'a' + 10); };
-    for (size_t i = 0; i < hash_bytes; ++i)
-        out[i] = static_cast<unsigned char>(nibble(text[2 * i]) << 4 | nibble(text[2 * i + 1]));
-    return out;
-}
 
 struct Entry {
     size_t line = 0;
@@ -61,16 +53,19 @@ constexpr uint64_t max_reorder = 64;
 
 class ChainWalk {
 public:
-    ChainWalk(std::vector<Entry> const& entries, std::optional<Digest> head) : m_entries(entries)
+    // `named`: hashes named from outside the file (the broker's head, the next file's first prev).
+    ChainWalk(std::vector<Entry> const& entries, std::vector<Digest> const& named, Anchor const& start, std::string file)
+        : m_entries(entries), m_file(std::move(file)), m_start(start)
     {
+        m_at.seq = start.seq;
+        m_at.hash = to_digest(start.hash);
         for (size_t i = 0; i < entries.size(); ++i) {
             if (entries[i].intact)
                 m_first_with_hash.emplace(entries[i].hash, i);
             m_named.insert(entries[i].prev);
             m_by_seq.emplace_back(entries[i].seq, i);
         }
-        if (head)
-            m_named.insert(*head);
+        m_named.insert(named.begin(), named.end());
         std::sort(m_by_seq.begin(), m_by_seq.end());
     }
 
@@ -86,6 +81,15 @@ public:
     }
 
     uint64_t last_seq() const { return m_at.seq; }
+    // Where the chain stands at the end: the record last accepted, or the start if none was.
+    std::optional<Anchor> end() const
+    {
+        if (m_at.seq == no_seq)
+            return std::nullopt;
+        if (m_at.index == none)
+            return m_start;
+        return Anchor {m_at.seq, detail::hex(m_at.hash), m_file, at(m_at.index).line};
+    }
     size_t index_of(uint64_t seq) const
     {
         auto found = m_accepted.find(seq);
@@ -102,6 +106,8 @@ private:
 
     Entry const& at(size_t i) const { return m_entries[i]; }
     std::string line_of(size_t i) const { return "line " + std::to_string(at(i).line); }
+    // The position's record is in an earlier file (the chain continues from it).
+    bool carried() const { return m_at.index == none && m_start.line > 0; }
     bool follows(Entry const& entry) const { return m_at.seq != no_seq && entry.seq == m_at.seq + 1; }
     bool continues(size_t i) const { return i < m_entries.size() && follows(at(i)) && at(i).prev == m_at.hash; }
     // Some record (or the broker's head) names its hash: it has a place in the chain.
@@ -133,7 +139,7 @@ private:
         return none;
     }
 
-    void report(size_t i, std::string what) { m_problems->push_back({at(i).line, at(i).seq, std::move(what)}); }
+    void report(size_t i, std::string what) { m_problems->push_back({m_file, at(i).line, at(i).seq, std::move(what)}); }
     void accept(size_t i, uint64_t seq, bool reported = false)
     {
         m_at = {seq, at(i).hash, i, reported};
@@ -190,7 +196,10 @@ private:
                         + " that does is at " + line_of(other));
                 return;
             }
-            if (m_at.index == none)
+            if (carried())
+                m_problems->push_back({m_start.file, m_start.line, m_start.seq, "replaced: changed, and its hash recomputed: "
+                    "the next record (" + (m_file.empty() ? std::string() : m_file + " ") + line_of(i) + ") names a different hash as its prev"});
+            else if (m_at.index == none)
                 report(i, "edited: the first record's prev is not 64 zeros (changed, and its hash recomputed)");
             else if (!m_at.reported)
                 report(m_at.index, "replaced: changed, and its hash recomputed: the next record (" + line_of(i)
@@ -253,7 +262,7 @@ private:
                                             : "seqs " + std::to_string(first_missing) + " to "
                                                   + std::to_string(entry.seq - 1) + " are missing";
             report(i, "deleted: " + what + ": "
-                    + (m_at.index == none ? "the log starts at seq " + seq : here + " is followed by " + seq));
+                    + (m_at.index == none && !carried() ? "the log starts at seq " + seq : here + " is followed by " + seq));
         }
         accept(i, entry.seq);
     }
@@ -282,6 +291,8 @@ private:
     }
 
     std::vector<Entry> const& m_entries;
+    std::string m_file;
+    Anchor m_start;
     std::unordered_map<Digest, size_t, DigestHash> m_first_with_hash;
     std::unordered_set<Digest, DigestHash> m_named;
     std::vector<std::pair<uint64_t, size_t>> m_by_seq;
@@ -295,24 +306,27 @@ private:
 
 } // namespace
 
-Verification verify(std::string_view contents, std::optional<std::pair<uint64_t, std::string>> expected_last)
+namespace detail {
+
+PartResult verify_part(std::string_view contents, std::string const& file, Anchor const& start,
+    std::optional<std::string> const& named_by_next, std::optional<std::pair<uint64_t, std::string>> const& expected_last)
 {
-    Verification result;
+    PartResult result;
     std::vector<Entry> entries;
     size_t line_number = 0, unreadable = 0;
-    size_t start = 0;
-    while (start < contents.size()) {
+    size_t begin = 0;
+    while (begin < contents.size()) {
         ++line_number;
-        size_t end = contents.find('\n', start);
+        size_t end = contents.find('\n', begin);
         if (end == std::string_view::npos) {
-            result.problems.push_back({line_number, 0, "an incomplete last line (no newline: a write was cut short)"});
+            result.problems.push_back({file, line_number, 0, "an incomplete last line (no newline: a write was cut short)"});
             break;
         }
-        std::string_view line = contents.substr(start, end - start);
-        start = end + 1;
+        std::string_view line = contents.substr(begin, end - begin);
+        begin = end + 1;
         auto record = from_line(line);
         if (record.is_error()) {
-            result.problems.push_back({line_number, 0, "not a record (" + record.error().message() + ")"});
+            result.problems.push_back({file, line_number, 0, "not a record (" + record.error().message() + ")"});
             ++unreadable;
             continue;
         }
@@ -322,41 +336,68 @@ Verification verify(std::string_view contents, std::optional<std::pair<uint64_t,
         // exactly what the hash covers.
         entry.intact = blake2b(line.substr(0, line.size() - 2 * hash_bytes - 2), "\"}") == entry.hash;
         entries.push_back(entry);
+        if (!result.first)
+            result.first = record.value();
+        // What the log says about itself (its rotation): only from records whose hash holds.
+        Record const& said = record.value();
+        if (entry.intact && said.kind == "admin" && said.caller == "@host" && said.service == "audit")
+            result.notes.emplace_back(line_number, record.release_value());
     }
     result.records = entries.size();
 
+    std::vector<Digest> named;
     std::optional<Digest> head;
     if (expected_last && is_hash(expected_last->second))
-        head = to_digest(expected_last->second);
-    ChainWalk walk(entries, head);
+        named.push_back(*(head = to_digest(expected_last->second)));
+    if (named_by_next && is_hash(*named_by_next))
+        named.push_back(to_digest(*named_by_next));
+    ChainWalk walk(entries, named, start, file);
     walk.run(result.problems);
+    result.end = walk.end();
 
     if (expected_last) {
         // The broker's own note of the last record it wrote: the only way to see records cut off the end.
         auto const& [seq, hash] = *expected_last;
         std::string const wrote = std::to_string(seq);
         size_t index = seq == 0 ? none : walk.index_of(seq);
+        // The head may be the record this file continues from (the file before ends with it).
+        bool const at_start = seq != 0 && seq == start.seq && start.line > 0;
         if (seq == 0)
             ; // the broker has written nothing yet: every record is past its head
         else if (walk.last_seq() < seq)
-            result.problems.push_back({line_number, walk.last_seq(), "truncated: the log ends at seq "
+            result.problems.push_back({file, line_number, walk.last_seq(), "truncated: the log ends at seq "
                     + std::to_string(walk.last_seq()) + ", the broker wrote up to seq " + wrote});
+        else if (at_start && head && to_digest(start.hash) == *head)
+            ;
+        else if (at_start)
+            result.problems.push_back({start.file, start.line, seq, "replaced: it is not the record the broker wrote "
+                    "last (the broker's database names another hash for seq " + wrote + ")"});
         else if (index == none)
-            result.problems.push_back({line_number, seq, "deleted: seq " + wrote
+            result.problems.push_back({file, line_number, seq, "deleted: seq " + wrote
                     + ", the last record the broker wrote, is not in the chain"});
         else if (!head || entries[index].hash != *head)
-            result.problems.push_back({entries[index].line, seq, "replaced: it is not the record the broker wrote "
+            result.problems.push_back({file, entries[index].line, seq, "replaced: it is not the record the broker wrote "
                     "last (the broker's database names another hash for seq " + wrote + ")"});
         if (walk.last_seq() > seq) {
             size_t after = walk.index_of(seq + 1);
-            result.problems.push_back({after == none ? line_number : entries[after].line, seq + 1,
+            result.problems.push_back({file, after == none ? line_number : entries[after].line, seq + 1,
                 "appended: the log goes on past seq " + wrote + ", the last record the broker's database "
                 "names (written by someone else, or the broker stopped between the two writes)"});
         }
     }
-    std::stable_sort(result.problems.begin(), result.problems.end(),
-        [](Problem const& a, Problem const& b) { return a.line < b.line; });
+    std::stable_sort(result.problems.begin(), result.problems.end(), [&](Problem const& a, Problem const& b) {
+        // A problem found at the record an earlier file ends with comes first.
+        return std::pair(a.file == file, a.line) < std::pair(b.file == file, b.line);
+    });
     return result;
+}
+
+} // namespace detail
+
+Verification verify(std::string_view contents, std::optional<std::pair<uint64_t, std::string>> expected_last)
+{
+    auto part = detail::verify_part(contents, {}, Anchor {}, std::nullopt, expected_last);
+    return Verification {.records = part.records, .files = {}, .notes = {}, .problems = std::move(part.problems)};
 }
 
 } // namespace bulkhead::audit

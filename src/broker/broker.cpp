@@ -212,7 +212,7 @@ Status Broker::open_state(Options const& options)
     m_ask_timeout_ms = options.ask_timeout_ms;
     m_slots = std::clamp<uint32_t>(options.slots, 16, slots_per_broker);
     m_audit_path = m_paths.state + "/audit.log";
-    m_audit.emplace(TRY_CTX(audit::Log::open(m_audit_path), "opening the audit log " + m_audit_path));
+    m_audit.emplace(TRY_CTX(audit::Log::open(m_audit_path, options.audit_limits), "opening the audit log " + m_audit_path));
     // Records removed from the end while no broker ran would otherwise go unnoticed: the chain
     // continues from the new end. Say so, in the log itself.
     if (auto head = m_db->audit_head(); head.has_value() && head.value()

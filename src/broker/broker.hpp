@@ -12,6 +12,7 @@
 #include "base/result.hpp"
 #include "base/wire.hpp"
 #include "broker/audit.hpp"
+#include "broker/audit_aggregate.hpp"
 #include "broker/state.hpp"
 #include "policy/policy.hpp"
 #include "config/config.hpp"
@@ -40,6 +41,7 @@ struct Options {
     std::string socket_path; // --socket: the admin socket
     int ask_timeout_ms = 60000; // an `ask` with no answer by then is a deny (--ask-timeout, for tests)
     uint32_t slots = 1024;      // compartments that may run at once, 16..1024 (--slots, for tests)
+    audit::Limits audit_limits;  // --audit-file-size, --audit-keep-files, --state-reserve
 };
 
 struct Paths {
@@ -225,12 +227,16 @@ private:
     void pause_listener(Live& live, bool paused);
     void expire_asks(int64_t now_ms);
     int next_timeout_ms(int64_t now_ms) const;
-    // Appends to the audit log. `Later`: the line is written now, before the decision takes effect,
-    // and flushed to the disk (with the head stored in SQLite) by flush_audit() at the end of the
-    // loop's turn, off the call's critical path and once for every record of that turn.
+    // Appends to the audit log (broker_audit.cpp). `Later`: the line is written now, before the
+    // decision takes effect, and flushed to the disk (with the head stored in SQLite) by
+    // flush_audit() at the end of the loop's turn, off the call's critical path and once for every
+    // record of that turn. A call's denial repeated within a window is counted, not written
+    // (audit::DenialAggregator). False: the record could not be written (no space, below the
+    // reserve, an I/O error): what it records must not happen (fail closed).
     enum class Durability { Now, Later };
-    // False when the record could not be written: the decision it records must not take effect.
     [[nodiscard]] bool record(audit::Record record, Durability durability = Durability::Now);
+    bool append_audit(audit::Record& record, Durability durability);
+    void write_due_denials(int64_t now_ms);
     void flush_audit();
     void admin_policy_check(int client, std::string const& source, std::string const& target, std::string const& service,
         std::string const& arg, bool explain);
@@ -280,6 +286,13 @@ private:
     std::optional<audit::Log> m_audit;
     uint64_t m_audit_head_stored = 0; // the last seq whose head is in SQLite (flush_audit)
     std::string m_audit_path;
+    audit::DenialAggregator m_denials;   // repeated denials, counted per caller and window
+    struct AuditTrouble {                // records that could not be written, until one can again
+        uint64_t lost = 0;
+        std::string since;               // the time of the first
+        std::string error;               // why the last could not
+        int64_t logged_ms = -1;          // said in the broker's log at most once a minute
+    } m_audit_trouble;
     int m_ask_timeout_ms = 60000;
     uint32_t m_slots = 1024;
     bool m_throttled = false;            // some listener is paused until tokens refill

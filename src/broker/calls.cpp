@@ -168,30 +168,6 @@ policy::Party Broker::party_of(std::string const& name) const
     return party;
 }
 
-bool Broker::record(audit::Record entry, Durability durability)
-{
-    if (!m_audit)
-        return false;
-    if (auto appended = m_audit->append(entry, durability == Durability::Now); appended.is_error()) {
-        log("audit log: " + appended.error().message());
-        return false;
-    }
-    if (durability == Durability::Now)
-        flush_audit();
-    return true;
-}
-
-void Broker::flush_audit()
-{
-    if (!m_audit || m_audit_head_stored == m_audit->last_seq())
-        return;
-    if (auto synced = m_audit->sync(); synced.is_error())
-        log("audit log: " + synced.error().message());
-    if (auto stored = m_db->set_audit_head(m_audit->last_seq(), m_audit->last_hash()); stored.is_error())
-        log("audit log: " + stored.error().message());
-    m_audit_head_stored = m_audit->last_seq();
-}
-
 // ---- caller connections ----
 
 void Broker::on_caller_accepted(Live& live, UniqueFd connection, pid_t pid)
@@ -353,7 +329,7 @@ void Broker::clipboard_copy_from(int fd, UniqueFd content)
         return refuse_call(fd, 125, "reading the clipboard's content failed");
     if (!record({.kind = "call", .caller = source, .target = "@clipboard", .service = clipboard_service, .arg = "copy", .verdict = "ok",
             .detail = std::to_string(data.size()) + " bytes"}))
-        return refuse_call(fd, 125, "refused: the audit log cannot be written");
+        return refuse_call(fd, 125, "refused: the broker cannot record the call in its audit log");
     m_clipboard.content = std::move(data);
     m_clipboard.source = party_of(source); // as it is now: it may be gone when the content is pasted
     ++m_clipboard.serial;
@@ -437,10 +413,12 @@ void Broker::route_call(int fd, wire::Call const& call_in)
     std::string const where = policy::decision_where(m_policy, decision);
     entry.verdict = std::string(policy::action_name(decision.action));
     entry.rule = where;
-    if (!record(entry, Durability::Later))
-        return refuse_call(fd, 125, "refused: the audit log cannot be written");
+    bool const recorded = record(entry, Durability::Later);
     if (decision.action == policy::Action::Deny)
         return refuse_denied(fd);
+    // Fail closed: a call the audit log cannot record does not happen.
+    if (!recorded)
+        return refuse_call(fd, 125, "refused: the broker cannot record the call in its audit log");
     if (decision.action == policy::Action::Ask) {
         size_t waiting = std::count_if(m_asks.begin(), m_asks.end(), [&](auto const& ask) { return m_callers.contains(ask.second.caller) && m_callers.at(ask.second.caller).compartment == caller; });
         if (waiting >= max_asks_per_compartment)
@@ -596,6 +574,7 @@ void Broker::run_call(int fd, std::string const& source, wire::Call const& call,
 
 void Broker::expire_asks(int64_t now_ms)
 {
+    write_due_denials(now_ms);
     for (auto it = m_asks.begin(); it != m_asks.end();) {
         if (it->second.deadline_ms > now_ms) {
             ++it;
@@ -629,6 +608,9 @@ int Broker::next_timeout_ms(int64_t now_ms) const
     int64_t timeout = -1;
     for (auto const& [id, ask] : m_asks)
         timeout = timeout < 0 ? ask.deadline_ms - now_ms : std::min(timeout, ask.deadline_ms - now_ms);
+    // Counted denials are summed up in the audit log when their window ends.
+    if (auto due = m_denials.next_due())
+        timeout = timeout < 0 ? *due - now_ms : std::min(timeout, *due - now_ms);
     // A throttled compartment's listener comes back when its bucket reaches 1 token.
     if (m_throttled) {
         for (auto const& [name, live] : m_live) {

@@ -197,9 +197,34 @@ int daemon_command(std::vector<std::string> args)
         else
             options.slots = static_cast<uint32_t>(count.value());
     }
+    // The audit log's limits (docs/audit.md): when it rotates, how many files it keeps, how much
+    // free space it leaves to the state database.
+    std::string value;
+    if (take_option(args, "audit-file-size", value, error)) {
+        auto bytes = parse_size(value);
+        if (bytes.is_error() || bytes.value() < 4096)
+            error = "--audit-file-size: '" + value + "' is not a size of at least 4K";
+        else
+            options.audit_limits.file_bytes = bytes.value();
+    }
+    if (take_option(args, "audit-keep-files", value, error)) {
+        auto count = parse_uint(value);
+        if (count.is_error() || count.value() > 100000)
+            error = "--audit-keep-files: '" + value + "' is not a number of files (0 to 100000)";
+        else
+            options.audit_limits.keep_files = static_cast<size_t>(count.value());
+    }
+    if (take_option(args, "state-reserve", value, error)) {
+        auto bytes = parse_size(value);
+        if (bytes.is_error())
+            error = "--state-reserve: '" + value + "' is not a size (e.g. 64M)";
+        else
+            options.audit_limits.reserve_bytes = bytes.value();
+    }
     if (!error.empty() || !args.empty()) {
         print_error(error.empty() ? "daemon: unexpected argument '" + args.front() + "'" : error);
-        std::fputs("usage: bulkhead daemon [--config FILE] [--root DIR] [--socket PATH] [--ask-timeout SECONDS] [--slots N]\n", stderr);
+        std::fputs("usage: bulkhead daemon [--config FILE] [--root DIR] [--socket PATH] [--ask-timeout SECONDS] [--slots N]\n"
+                   "                       [--audit-file-size SIZE] [--audit-keep-files N] [--state-reserve SIZE]\n", stderr);
         return exit_usage;
     }
     if (::geteuid() != 0) {

@@ -15,6 +15,7 @@ constexpr char const* usage_text
       "\n"
       "commands available in this version:\n"
       "  daemon [--config FILE] [--root DIR] [--socket PATH] [--ask-timeout SECONDS] [--slots N]\n"
+      "         [--audit-file-size SIZE] [--audit-keep-files N] [--state-reserve SIZE]\n"
       "                                      run the broker in the foreground\n"
       "  apply [FILE]                        validate, then make the running system match FILE\n"
       "  plan [FILE]                         show what apply would change; change nothing\n"

@@ -203,13 +203,19 @@ int audit_command(std::string const& socket, std::vector<std::string> args)
             return code;
         json const& body = reply.value();
         auto problems = body.value("problems", json::array());
-        for (auto const& problem : problems)
-            print_shown("audit: line %llu (seq %llu): %s\n", static_cast<unsigned long long>(problem.value("line", uint64_t(0))),
+        for (auto const& note : body.value("notes", json::array()))
+            print_shown("audit: note: %s\n", note.is_string() ? note.get<std::string>().c_str() : "?");
+        for (auto const& problem : problems) {
+            std::string file = problem.value("file", "");
+            print_shown("audit: %s%sline %llu (seq %llu): %s\n", file.c_str(), file.empty() ? "" : " ",
+                static_cast<unsigned long long>(problem.value("line", uint64_t(0))),
                 static_cast<unsigned long long>(problem.value("seq", uint64_t(0))), problem.value("what", "?").c_str());
+        }
         if (!problems.empty())
             return 1;
-        std::printf("audit: %llu records, chain intact (%s)\n", static_cast<unsigned long long>(body.value("records", uint64_t(0))),
-            body.value("path", "").c_str());
+        size_t files = body.value("files", json::array()).size();
+        std::printf("audit: %llu records in %zu %s, chain intact (%s)\n", static_cast<unsigned long long>(body.value("records", uint64_t(0))),
+            files, files == 1 ? "file" : "files", body.value("path", "").c_str());
         return 0;
     }
     bool follow = false, as_json = false;

@@ -29,6 +29,13 @@ json_field() { # NAME FIELD: a field of one compartment in ls --json
     "$BULKHEAD" ls --json | python3 -c "import json,sys; print(next((c.get('$2') for c in json.load(sys.stdin)['compartments'] if c['name'] == '$1'), 'absent'))"
 }
 
+stop_compartments() { # every compartment that is not stopped (a test's cleanup)
+    local name
+    for name in $("$BULKHEAD" ls --json 2>/dev/null | python3 -c 'import json,sys; [print(c["name"]) for c in json.load(sys.stdin)["compartments"] if c["state"] != "stopped"]' 2>/dev/null); do
+        "$BULKHEAD" stop "$name" >/dev/null 2>&1
+    done
+}
+
 # The test's broker: BULKHEAD, ROOT and LOG set, DAEMON its pid once started.
 start_daemon() { # [DAEMON OPTIONS...]: `bulkhead daemon --root $ROOT`, in the background, once it answers
     "$BULKHEAD" daemon --root "$ROOT" "$@" >>"$LOG" 2>&1 &
@@ -43,9 +50,7 @@ start_daemon() { # [DAEMON OPTIONS...]: `bulkhead daemon --root $ROOT`, in the b
 
 stop_daemon() { # every running compartment, then the daemon (for the test's cleanup)
     [[ -n ${DAEMON:-} ]] || return 0
-    for name in $("$BULKHEAD" ls --json 2>/dev/null | python3 -c 'import json,sys; [print(c["name"]) for c in json.load(sys.stdin)["compartments"] if c["state"] != "stopped"]' 2>/dev/null); do
-        "$BULKHEAD" stop "$name" >/dev/null 2>&1
-    done
+    stop_compartments
     kill "$DAEMON" 2>/dev/null
     wait "$DAEMON" 2>/dev/null
 }
