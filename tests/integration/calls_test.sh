@@ -196,7 +196,7 @@ EOF
 chmod 755 "$SERVICES/bulkhead.OpenInDisposable"
 for how in cut hugeoutput twice after viewonly noend unknown hugefile; do
     flag=; [[ $how == viewonly ]] && flag=--view-only
-    out=$("$B" run work -- sh -c "cd && mkdir h-$how && echo original > h-$how/$how.txt && bulkhead-open-disposable $flag h-$how/$how.txt; echo \"exit \$?\"; cat h-$how/$how.txt; ls -A h-$how" 2>&1)
+    out=$("$B" run work -- sh -c "cd && mkdir h-$how && echo original > h-$how/$how.txt && bulkhead-open-disposable $flag h-$how/$how.txt 2>&1; echo \"exit \$?\"; cat h-$how/$how.txt; ls -A h-$how" 2>&1)
     [[ $out == *"the disposable's answer"* && $out == *"exit 125"* && $out == *$'original\n'"$how.txt" && $out != *"$how.txt.edited"* && $out != *.bulkhead-open* ]] \
         && pass "open-hostile-answer-$how" || fail "open-hostile-answer-$how: $out"
 done
