@@ -23,6 +23,7 @@
 #include "sandbox/mounts.hpp"
 #include "sandbox/seccomp.hpp"
 #include "sandbox/userns.hpp"
+#include "sys/link.hpp"
 #include "sys/syscalls.hpp"
 
 #include <algorithm>
@@ -302,6 +303,9 @@ void forward_signal(int sig)
     std::string hostname = spec.hostname.empty() ? spec.name : spec.hostname;
     if (::sethostname(hostname.c_str(), hostname.size()) < 0 || ::setdomainname("", 0) < 0)
         fail(Error::from_syscall("sethostname", errno));
+    // A new network namespace starts with lo down; every compartment gets a working loopback.
+    if (auto status = sys::set_link_up("lo"); status.is_error())
+        fail(status.release_error().with_context("bringing up loopback"));
     auto ruleset = landlock_prepare(landlock_paths_for(spec));
     if (ruleset.is_error())
         fail(ruleset.release_error().with_context("landlock"));

@@ -262,3 +262,18 @@ TEST_F(EngineTest, TwoCompartmentsRunSideBySide)
     EXPECT_LE(std::stoi(result.output), 4) << result.output;
     EXPECT_TRUE(first.value().destroy().has_value());
 }
+
+// A new network namespace starts with lo down ("Network is unreachable" on 127.0.0.1). Every compartment,
+// with or without a network, gets a working loopback and no other interface.
+TEST_F(EngineTest, LoopbackWorksAndIsTheOnlyInterface)
+{
+    auto result = run(make_spec({"/usr/bin/python3", "-c",
+        "import socket\n"
+        "print(sorted(name for _, name in socket.if_nameindex()))\n"
+        "for family, address in ((socket.AF_INET, '127.0.0.1'), (socket.AF_INET6, '::1')):\n"
+        "    server = socket.socket(family); server.bind((address, 0)); server.listen()\n"
+        "    client = socket.create_connection(server.getsockname()[:2]); peer, _ = server.accept()\n"
+        "    client.sendall(b'ping'); print(address, peer.recv(4).decode())\n"}));
+    EXPECT_EQ(result.status.code, 0) << result.output;
+    EXPECT_EQ(result.output, "['lo']\n127.0.0.1 ping\n::1 ping\n");
+}
