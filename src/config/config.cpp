@@ -7,6 +7,7 @@
 #include "config/config.hpp"
 
 #include "base/parse.hpp"
+#include "net/firewall.hpp"
 #include "sandbox/spec.hpp"
 
 #include <algorithm>
@@ -110,6 +111,15 @@ std::optional<std::string> swap_code_points(std::string_view text, Direction dir
 }
 
 std::string restore(std::string_view text) { return *swap_code_points(text, Direction::Back); }
+
+// A Linux interface name: 1 to IFNAMSIZ-1 bytes, no '/', ':' or white space, not "." or "..".
+bool valid_interface_name(std::string_view name)
+{
+    if (name.empty() || name.size() > 15 || name == "." || name == "..")
+        return false;
+    return std::all_of(name.begin(), name.end(),
+                       [](char ch) { return ch > 0x20 && ch < 0x7f && ch != '/' && ch != ':'; });
+}
 
 class Checker {
 public:
@@ -355,7 +365,7 @@ void parse_compartment(Checker& check, toml::key const& key, toml::node const& n
         return;
     check.only_keys(*table,
                     {"label", "template", "backend", "network", "memory", "pids", "cpus", "tags", "autostart",
-                     "mounts", "disposable_template", "provides_network", "firewall", "preload", "max_disposables"},
+                     "mounts", "disposable_template", "provides_network", "uplink", "firewall", "preload", "max_disposables"},
                     what);
     if (auto const* v = table->get("label")) {
         auto text = check.string_at(*v, "label");
@@ -408,6 +418,17 @@ void parse_compartment(Checker& check, toml::key const& key, toml::node const& n
         c.disposable_template = check.bool_at(*v, "disposable_template").value_or(false);
     if (auto const* v = table->get("provides_network"))
         c.provides_network = check.bool_at(*v, "provides_network").value_or(false);
+    if (auto const* v = table->get("uplink")) {
+        if (auto text = check.string_at(*v, "uplink")) {
+            if (!c.provides_network)
+                check.error(*v, "uplink is only for compartments with provides_network = true");
+            else if (*text != "host" && !valid_interface_name(*text))
+                check.error(*v, "uplink must be \"host\" or the name of a host network interface (1 to 15 "
+                                "characters, no '/', ':' or white space), not '" + *text + "'");
+            else
+                c.uplink = *text;
+        }
+    }
     if (auto const* v = table->get("preload")) {
         c.preload = static_cast<uint32_t>(check.integer_at(*v, "preload", 0, 64).value_or(0));
         if (c.preload > 0 && !c.disposable_template)
@@ -427,9 +448,26 @@ void parse_compartment(Checker& check, toml::key const& key, toml::node const& n
             if (!c.provides_network)
                 check.error(*v, "firewall is only for compartments with provides_network = true");
             for (auto&& [client, rules] : *fw) {
-                auto list = check.strings_at(rules, "firewall." + std::string(client.str()));
-                if (list)
-                    c.firewall[restore(client.str())] = *list;
+                std::string what = "firewall." + restore(client.str());
+                auto list = check.strings_at(rules, what);
+                if (!list)
+                    continue;
+                if (list->size() > net::max_rules) {
+                    check.error(rules, what + " has more than " + std::to_string(net::max_rules) + " rules");
+                    continue;
+                }
+                // Each rule is checked where it stands; the column points into the string (after its quote).
+                auto const& array = *rules.as_array();
+                for (size_t i = 0; i < list->size(); ++i) {
+                    auto parsed = net::parse_rule((*list)[i]);
+                    if (auto const* error = std::get_if<net::RuleError>(&parsed)) {
+                        auto where = check.at(array[i]);
+                        where.column += error->column;
+                        check.error(where, what + ": " + error->message);
+                    }
+                }
+                c.firewall[restore(client.str())] = *list;
+                c.firewall_where[restore(client.str())] = check.at(client.source());
             }
         }
     }
@@ -458,9 +496,33 @@ void check_references(Checker& check, SystemConfig const& config)
         for (auto const& m : c.mounts)
             if (!m.volume.empty() && volumes.count(m.volume) == 0)
                 check.error(m.where, "compartment '" + c.name + "': unknown volume '" + m.volume + "'");
-        for (auto const& [client, rules] : c.firewall)
-            if (config.find_compartment(client) == nullptr)
-                check.error(c.where, "compartment '" + c.name + "': firewall names unknown compartment '" + client + "'");
+        for (auto const& [client, rules] : c.firewall) {
+            auto const* user = config.find_compartment(client);
+            auto where = c.firewall_where.count(client) ? c.firewall_where.at(client) : c.where;
+            if (user == nullptr)
+                check.error(where, "compartment '" + c.name + "': firewall names unknown compartment '" + client + "'");
+            // A list for a compartment behind another provider would never filter its traffic: an error. A
+            // list for one with no network (DESIGN.md's example) waits, harmless, until it is connected here.
+            else if (user->network != c.name && user->network != "none")
+                check.error(where, "compartment '" + c.name + "': firewall for '" + client
+                                       + "', whose traffic goes through '" + user->network
+                                       + "', not this network compartment");
+        }
+        // Providers chain (a firewall or VPN compartment in front of sys-net), but never in a circle.
+        if (c.provides_network && c.network != c.name) {
+            std::set<std::string> seen = {c.name};
+            std::string chain = c.name;
+            for (auto const* next = config.find_compartment(c.network); next != nullptr && next->provides_network;
+                 next = config.find_compartment(next->network)) {
+                chain += " -> " + next->name;
+                if (next->name == c.name) {
+                    check.error(c.where, "compartment '" + c.name + "': its network leads back to it (" + chain + ")");
+                    break;
+                }
+                if (!seen.insert(next->name).second)
+                    break; // a circle that does not pass through c: reported at its own members
+            }
+        }
     }
     if (!config.default_disposable.empty()) {
         auto const* d = config.find_compartment(config.default_disposable);

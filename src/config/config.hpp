@@ -73,7 +73,9 @@ struct Compartment {
     // each disposable the administrator starts from it.
     uint32_t max_disposables = 8;
     std::vector<Mount> mounts;
+    std::string uplink = "host"; // providers: "host" (NAT through the host) or a host interface moved inside
     std::map<std::string, std::vector<std::string>> firewall; // client compartment -> rules
+    std::map<std::string, Position> firewall_where;             // client compartment -> its key's position
     Position where;
 };
 

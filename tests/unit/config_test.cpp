@@ -257,3 +257,26 @@ TEST(Config, PrivateUseStandInsAreRefused)
     ASSERT_EQ(outcome.errors.size(), 1u);
     EXPECT_EQ(outcome.errors[0].format(), "f.toml:2:10: error: private-use character not allowed in the configuration");
 }
+
+TEST(Config, UplinkAndFirewallRulesOfANetworkCompartment)
+{
+    auto outcome = parse_system_config(R"([compartments.work]
+network = "sys-firewall"
+
+[compartments.sys-firewall]
+provides_network = true
+network = "sys-net"
+firewall.work = ["allow dns", "allow tcp 443 to example.org", "deny"]
+
+[compartments.sys-net]
+provides_network = true
+uplink = "eth1"
+)",
+                                       "system.toml");
+    ASSERT_TRUE(outcome.errors.empty()) << errors_of(outcome);
+    auto const& config = *outcome.config;
+    EXPECT_EQ(config.find_compartment("sys-net")->uplink, "eth1");
+    EXPECT_EQ(config.find_compartment("sys-firewall")->uplink, "host");
+    EXPECT_EQ(config.find_compartment("sys-firewall")->firewall.at("work").size(), 3u);
+    EXPECT_EQ(config.find_compartment("sys-firewall")->firewall_where.at("work").line, 7u);
+}
