@@ -54,7 +54,7 @@ Result<Request> decode_request(std::span<uint8_t const> bytes, size_t& used)
 {
     used = 0;
     size_t known = std::min(bytes.size(), sizeof(magic));
-    if (std::memcmp(bytes.data(), magic, known) != 0)
+    if (known != 0 && std::memcmp(bytes.data(), magic, known) != 0) // an empty span's data() may be null
         return Error::from_message("not a bulkhead.OpenInDisposable request");
     if (bytes.size() < fixed_size)
         return need_more();

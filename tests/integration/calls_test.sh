@@ -366,7 +366,12 @@ sleep 2
 check other-compartment-served-during-loop 0 "" -- "$B" run research -- bulkhead-call vault "$P.Empty"
 wait $flood
 after=$(rss)
-(( after - before < 8192 )) && pass "broker-rss-bounded-after-flood ($before -> $after KiB)" || fail "broker-rss-bounded-after-flood: $before -> $after KiB"
+if [[ ${BULKHEAD_SANITIZED:-} == 1 ]]; then
+    # AddressSanitizer keeps freed memory in quarantine (up to 256 MiB): resident memory says nothing there.
+    echo "skip broker-rss-bounded-after-flood (sanitizer build: $before -> $after KiB)"
+else
+    (( after - before < 8192 )) && pass "broker-rss-bounded-after-flood ($before -> $after KiB)" || fail "broker-rss-bounded-after-flood: $before -> $after KiB"
+fi
 
 # ---- the audit log ----
 out=$("$B" audit --json)
