@@ -212,6 +212,9 @@ void Broker::admin_ls(int client)
         entry["backend"] = settings.backend == config::Backend::Vm ? "vm" : "sandbox";
         entry["state"] = live ? (live->agent_ready ? "running" : "starting") : "stopped";
         entry["network"] = settings.network;
+        entry["network_state"] = network_state(live, settings);
+        if (live && !live->net_address.empty())
+            entry["address"] = live->net_address;
         entry["memory_limit"] = settings.memory_bytes;
         entry["memory_bytes"] = nullptr;
         if (live && live->sandbox) {

@@ -323,6 +323,7 @@ void Broker::fill_in_settings()
             continue;
         live.settings = *settings;
         live.settings.name = name;
+        network_adopted(live);
     }
 }
 
@@ -791,6 +792,7 @@ Result<Live*> Broker::start_compartment(config::Compartment const& settings, boo
         TRY_CTX(make_owned_dir(home, user), "home");
         spec.home_source = home;
     }
+    TRY(network_prepare(settings, ipc_dir, spec));
     spec.limits = limits_of(settings);
     spec.agent_fd = m_agent_exe.get();
     spec.runtime_dir = m_paths.run + "/compartments";
@@ -809,6 +811,18 @@ Result<Live*> Broker::start_compartment(config::Compartment const& settings, boo
     live.id_base = id_base;
     live.sandbox.emplace(created.release_value());
     live.listener = std::move(listener);
+    // Network links before the first command: a client's after its firewall rules, a provider's (which
+    // may itself be a client of another) after that.
+    Status wired;
+    if (settings.network != "none")
+        wired = network_client_up(live);
+    if (!wired.is_error() && settings.provides_network)
+        wired = network_provider_up(live);
+    if (wired.is_error()) {
+        (void)live.sandbox->destroy();
+        network_stopped(live);
+        return wired.release_error();
+    }
     RunningRecord record {name, live.sandbox->pid(), 0, slot, disposable, template_name, {}, {}, 0};
     if (auto start_time = process_start_time(record.pid); start_time.has_value())
         record.start_time = start_time.value();
@@ -978,6 +992,7 @@ void Broker::stop_compartment(std::string const& name, std::string const& why)
             log(name + ": tearing down: " + destroyed.error().message());
     }
     (void)sys::remove_tree(m_paths.run + "/ipc/" + name);
+    network_stopped(live);
     if (auto gone = check_gone(name, cgroup_dirs); gone.is_error())
         log(name + ": not fully removed: " + gone.error().message());
     (void)m_db->remove_running(name);
@@ -1078,6 +1093,16 @@ Result<std::vector<std::string>> Broker::apply_config(std::string const& text, s
         }
         if (!failed) {
             m_generation = generation;
+            // Firewall lists change in place: a running client keeps running under its new rules.
+            for (auto const& compartment : m_config.compartments) {
+                auto const* before = previous.find_compartment(compartment.name);
+                if (!compartment.provides_network || (before != nullptr && before->firewall == compartment.firewall))
+                    continue;
+                if (auto updated = network_update_rules(compartment.name); updated.is_error())
+                    log(updated.error().message());
+                else if (before != nullptr)
+                    lines.push_back(compartment.name + ": firewall rules of its running clients updated");
+            }
             lines.push_back("generation " + std::to_string(generation) + " applied");
             return lines;
         }

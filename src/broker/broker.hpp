@@ -20,6 +20,7 @@
 #include "sys/fd.hpp"
 
 #include <deque>
+#include <nlohmann/json_fwd.hpp>
 #include <map>
 #include <memory>
 #include <optional>
@@ -80,6 +81,7 @@ struct Live {
     uint32_t main_run = 0;
     uint32_t slot = 0;
     uid_t id_base = 0;
+    std::string net_address; // a client's address, once its link to its provider's firewall is made
     std::optional<sandbox::Compartment> sandbox;
     sys::UniqueFd listener; // RUN/ipc/NAME/agent.sock
     sys::UniqueFd agent;    // the connection from its PID 1
@@ -163,6 +165,22 @@ private:
     // name: always for a persistent one, only for its owner for a disposable.
     static bool reachable_by(Live const& live, std::string const& caller);
     void stop_compartment(std::string const& name, std::string const& why);
+
+    // The network (network.cpp): plumbing through bulkhead-net, one ordered request per change.
+    std::string net_helper_path() const;
+    Result<std::vector<std::string>> run_net_helper(nlohmann::json const& steps, std::vector<int> const& fds);
+    std::string firewall_netns_path(std::string const& provider) const;
+    Result<sys::UniqueFd> netns_of(Live const& live) const;
+    nlohmann::json firewall_steps(std::string const& provider) const;
+    Status network_prepare(config::Compartment const& settings, std::string const& ipc_dir, sandbox::Spec& spec) const;
+    Status network_provider_up(Live& live);
+    Status network_client_up(Live& live);
+    void network_stopped(Live const& live);
+    void network_adopted(Live& live);
+    Status network_update_rules(std::string const& provider);
+    std::vector<std::string> const* firewall_rules_of(std::string const& client) const;
+    std::string network_state(Live const* live, config::Compartment const& settings) const;
+    std::string uplink_link_prefix() const;
     // After a teardown: no runtime directory, socket directory or cgroup of `name` remains.
     Status check_gone(std::string const& name, std::vector<std::string> const& cgroup_dirs);
     void refill_pools();

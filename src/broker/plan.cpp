@@ -82,7 +82,10 @@ std::vector<std::string> differences(SystemConfig const& old_config, Compartment
     field("preload", std::to_string(a.preload), std::to_string(b.preload), false);
     field("max_disposables", std::to_string(a.max_disposables), std::to_string(b.max_disposables), false);
     field("mounts", mounts_text(a.mounts), mounts_text(b.mounts), true);
-    field("firewall", firewall_text(a.firewall), firewall_text(b.firewall), true);
+    field("uplink", a.uplink, b.uplink, true);
+    field("dns", a.dns.empty() ? "default" : a.dns, b.dns.empty() ? "default" : b.dns, true);
+    // Applied to running clients in place (network.cpp), without a restart.
+    field("firewall", firewall_text(a.firewall), firewall_text(b.firewall), false);
     return out;
 }
 

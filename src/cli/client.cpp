@@ -94,13 +94,20 @@ int print_ls(json const& body, bool as_json)
         if (entry.value("preloaded", false))
             state = "preloaded";
         std::string padded = label + std::string(label.size() < 8 ? 8 - label.size() : 0, ' ');
+        // A client's network with its state: "sys-net (connected)", "(provider down)", "(offline)".
+        std::string network = entry.value("network", "?");
+        std::string network_state = entry.value("network_state", "");
+        if (network != "none" && entry.value("state", "") != "stopped" && !network_state.empty())
+            network += " (" + network_state + ")";
+        else if (network == "none" && network_state == "provider")
+            network = "provider";
         if (colour)
             std::printf("%-16s %s%s\033[0m%s %-8s %-9s %-16s %s\n", name.c_str(), label_colour(label), label.c_str(),
                 padded.substr(label.size()).c_str(), entry.value("backend", "?").c_str(), state.c_str(), memory.c_str(),
-                entry.value("network", "?").c_str());
+                network.c_str());
         else
             std::printf("%-16s %s %-8s %-9s %-16s %s\n", name.c_str(), padded.c_str(), entry.value("backend", "?").c_str(),
-                state.c_str(), memory.c_str(), entry.value("network", "?").c_str());
+                state.c_str(), memory.c_str(), network.c_str());
     }
     return 0;
 }

@@ -365,7 +365,7 @@ void parse_compartment(Checker& check, toml::key const& key, toml::node const& n
         return;
     check.only_keys(*table,
                     {"label", "template", "backend", "network", "memory", "pids", "cpus", "tags", "autostart",
-                     "mounts", "disposable_template", "provides_network", "uplink", "firewall", "preload", "max_disposables"},
+                     "mounts", "disposable_template", "provides_network", "uplink", "dns", "firewall", "preload", "max_disposables"},
                     what);
     if (auto const* v = table->get("label")) {
         auto text = check.string_at(*v, "label");
@@ -418,6 +418,17 @@ void parse_compartment(Checker& check, toml::key const& key, toml::node const& n
         c.disposable_template = check.bool_at(*v, "disposable_template").value_or(false);
     if (auto const* v = table->get("provides_network"))
         c.provides_network = check.bool_at(*v, "provides_network").value_or(false);
+    if (auto const* v = table->get("dns")) {
+        if (auto text = check.string_at(*v, "dns")) {
+            auto prefix = net::parse_prefix(*text);
+            if (!c.provides_network)
+                check.error(*v, "dns is only for compartments with provides_network = true");
+            else if (!prefix || prefix->family != net::Prefix::Family::V4 || prefix->length != 32)
+                check.error(*v, "dns must be an IPv4 address, not '" + *text + "'");
+            else
+                c.dns = *text;
+        }
+    }
     if (auto const* v = table->get("uplink")) {
         if (auto text = check.string_at(*v, "uplink")) {
             if (!c.provides_network)

@@ -74,6 +74,7 @@ struct Compartment {
     uint32_t max_disposables = 8;
     std::vector<Mount> mounts;
     std::string uplink = "host"; // providers: "host" (NAT through the host) or a host interface moved inside
+    std::string dns;             // providers: their clients' resolver (IPv4); empty: the host's first nameserver
     std::map<std::string, std::vector<std::string>> firewall; // client compartment -> rules
     std::map<std::string, Position> firewall_where;             // client compartment -> its key's position
     Position where;
