@@ -310,6 +310,17 @@ void Broker::network_stopped(Live const& live)
     };
     if (live.settings.provides_network && unused(live.name))
         steps.push_back({{"op", "remove_netns"}, {"path", firewall_netns_path(live.name)}});
+    // The host's table goes with the last provider that used it.
+    auto uses_host = [](config::Compartment const& settings) {
+        return settings.provides_network && settings.network == "none" && settings.uplink == "host";
+    };
+    if (uses_host(live.settings)) {
+        bool others = false;
+        for (auto const& [name, other] : m_live)
+            others = others || (name != live.name && uses_host(other.settings));
+        if (!others)
+            steps.push_back({{"op", "remove_table"}, {"table", "ip bulkhead-" + m_instance}});
+    }
     if (!live.net_address.empty() && unused(live.settings.network))
         steps.push_back({{"op", "remove_netns"}, {"path", firewall_netns_path(live.settings.network)}});
     if (steps.empty())

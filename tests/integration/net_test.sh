@@ -9,7 +9,8 @@
 # a client (and a host root in the client's namespace, stronger than any compartment) trying to flush
 # rules, change its address or MAC, reach another client, the provider or the gateway; rules changed by
 # apply without a restart; provider stop (clients offline at once) and start (back); a broker killed
-# with -9 and restarted (rules and links stay); a disposable of a template; what ls says.
+# with -9 and restarted (rules and links stay); a disposable of a template; what ls says; providers in a
+# chain; uplink = "host" (a test-made namespace the host routes to; the host itself unreachable).
 # Usage: net_test.sh PATH/TO/bulkhead
 set -u
 BULKHEAD=$(realpath "${1:?usage: net_test.sh PATH/TO/bulkhead}")
@@ -20,12 +21,18 @@ export BULKHEAD_SOCKET=$ROOT/run/admin.sock
 SINK=bht-sink-$$
 UPLINK=bhtup$$
 SERVERS=()
+SINK2=bht-sink2-$$
+HOSTLINK=bhth$$
+FORWARD=$(cat /proc/sys/net/ipv4/ip_forward) # a host uplink sets it: restored at the end
 
 cleanup() {
     stop_daemon
     for pid in "${SERVERS[@]}"; do kill "$pid" 2>/dev/null; done
     ip netns del "$SINK" 2>/dev/null
+    ip netns del "$SINK2" 2>/dev/null
     ip link del "$UPLINK" 2>/dev/null
+    ip link del "$HOSTLINK" 2>/dev/null
+    echo "$FORWARD" >/proc/sys/net/ipv4/ip_forward
     for ns in "$ROOT"/run/netns/*; do
         [[ -e $ns ]] && umount -l "$ns" 2>/dev/null
     done
@@ -94,6 +101,23 @@ label = "black"
 label = "red"
 disposable_template = true
 network = "sys-net"
+
+[compartments.sys-vpn]
+label = "purple"
+provides_network = true
+network = "sys-net"
+
+[compartments.chained]
+label = "yellow"
+network = "sys-vpn"
+
+[compartments.sys-host]
+label = "orange"
+provides_network = true
+
+[compartments.hostclient]
+label = "gray"
+network = "sys-host"
 EOF
 }
 
@@ -201,10 +225,50 @@ make_uplink # the test's veth went with the provider's namespace
 check provider-starts-again 0 "" -- "$B" start sys-net
 expect client-back-when-provider-starts "hello from 8080 to 198.18.0.2" "$(connect work 198.18.0.1 8080)"
 
+# ---- providers chain: chained -> sys-vpn -> sys-net -> the sink ----
+check chained-provider-starts 0 "" -- "$B" start sys-vpn
+check chained-client-starts 0 "" -- "$B" start chained
+expect chained-client-reaches-the-sink "hello from 8080 to 198.18.0.2" "$(connect chained 198.18.0.1 8080)"
+
+# ---- uplink = "host": masqueraded by the host to a test-made namespace the host routes to; nothing
+# from a provider or its clients reaches the host itself ----
+ip netns add "$SINK2"
+ip link add "$HOSTLINK" type veth peer name sink0 netns "$SINK2"
+ip -n "$SINK2" addr add 198.18.1.1/24 dev sink0
+ip -n "$SINK2" link set sink0 up
+ip addr add 198.18.1.2/24 dev "$HOSTLINK"
+ip link set "$HOSTLINK" up
+ip netns exec "$SINK2" python3 -c '
+import socket
+s = socket.socket(); s.bind(("198.18.1.1", 8080)); s.listen(8)
+while True:
+    c, a = s.accept(); c.sendall(("hello from the host side to %s\n" % a[0]).encode()); c.close()' &
+SERVERS+=($!)
+python3 -c '
+import socket
+s = socket.socket(); s.bind(("198.18.1.2", 8099)); s.listen(8)
+while True:
+    c, a = s.accept(); c.sendall(b"host service\n"); c.close()' &
+SERVERS+=($!)
+sleep 0.3
+check host-uplink-provider-starts 0 "" -- "$B" start sys-host
+check host-uplink-client-starts 0 "" -- "$B" start hostclient
+expect host-uplink-client-reaches-a-host-routed-namespace "hello from the host side to 198.18.1.2" "$(connect hostclient 198.18.1.1 8080)"
+got=$(connect hostclient 198.18.1.2 8099)
+[[ $got != "host service" ]] && pass "host-uplink-client-cannot-reach-the-host ($got)" || fail "host-uplink-client-cannot-reach-the-host: $got"
+got=$("$B" run sys-host -- python3 -c "$CONNECT" 198.18.1.2 8099 2>&1)
+[[ $got != "host service" ]] && pass "host-uplink-provider-cannot-reach-the-host ($got)" || fail "host-uplink-provider-cannot-reach-the-host: $got"
+HOST_TABLE=$(nft list tables | grep -o "bulkhead-[0-9a-f]*" | head -1)
+[[ -n $HOST_TABLE ]] && pass "host-table-while-a-host-uplink-runs ($HOST_TABLE)" || fail "host-table-while-a-host-uplink-runs"
+check host-uplink-provider-stops 0 "" -- "$B" stop sys-host
+[[ -n $HOST_TABLE ]] && ! nft list table ip "$HOST_TABLE" >/dev/null 2>&1 && pass "host-table-removed-with-the-last-host-uplink" || fail "host-table-removed-with-the-last-host-uplink"
+
 # ---- teardown leaves nothing ----
 stop_compartments
 left=$(ls "$ROOT/run/netns" 2>/dev/null)
 [[ -z $left ]] && pass "no-firewall-namespace-left" || fail "no-firewall-namespace-left: $left"
+links=$(ip -br link | awk '{print $1}' | grep -E '^bh[0-9a-f]{4}u' || true)
+[[ -z $links ]] && pass "no-host-uplink-link-left" || fail "no-host-uplink-link-left: $links"
 
 echo "$passed passed, $failed failed"
 [[ $failed -eq 0 ]]
