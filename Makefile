@@ -35,7 +35,7 @@ BUILD_PACKAGES := cmake g++ make pkg-config libseccomp-dev libgtest-dev libgmock
 	libmnl-dev libnftables-dev nftables iproute2
 # llvm-N brings llvm-symbolizer, so that fuzzer and sanitizer reports name functions and lines.
 FUZZ_PACKAGES := clang-$(LLVM_VERSION) libclang-rt-$(LLVM_VERSION)-dev llvm-$(LLVM_VERSION)
-BENCH_PACKAGES := bubblewrap hyperfine python3
+BENCH_PACKAGES := bubblewrap hyperfine python3 iperf3 iproute2
 TOOL_PACKAGES := clang-format-$(LLVM_VERSION) clang-tidy-$(LLVM_VERSION)
 
 # apt-get update at most once per make run, and only when a package is missing.

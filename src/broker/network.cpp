@@ -40,7 +40,10 @@ std::string client_mac(uint32_t slot)
     return mac;
 }
 
-std::string client_link(uint32_t slot) { return "c" + std::to_string(slot); }
+// A client's link in the firewall namespace is named after its PID 1, not its slot: the link of the
+// slot's previous holder may still be on its way out (the kernel removes a dead namespace's links
+// asynchronously), and deleting it first would cost a network synchronisation on every start.
+std::string client_link(Live const& live) { return "c" + std::to_string(live.sandbox ? live.sandbox->pid() : 0); }
 
 // Reads a descriptor to its end (bounded).
 std::string read_all(int fd)
@@ -264,14 +267,13 @@ Status Broker::network_client_up(Live& live)
     std::string fw = firewall_netns_path(provider);
     TRY(make_netns_dir(m_paths.run + "/netns"));
     auto netns = TRY(netns_of(live));
-    std::string link = client_link(live.slot), address = client_address(live.slot), mac = client_mac(live.slot);
+    std::string link = client_link(live), address = client_address(live.slot), mac = client_mac(live.slot);
     json steps = firewall_steps(provider);
     auto add = [&](json step) { steps.push_back(std::move(step)); };
     // Disposables are firewalled as their template is.
     json rules = nullptr;
     if (auto const* list = firewall_rules_of(live.disposable ? live.template_name : live.name))
         rules = *list;
-    add({{"op", "delete"}, {"in", fw}, {"link", link}, {"missing_ok", true}});
     add({{"op", "veth"}, {"in", fw}, {"name", link}, {"peer", "eth0"}, {"peer_in", 3}, {"peer_mac", mac}});
     // Rules first, in one transaction; only then does either end of the link come up.
     add({{"op", "client_rules"}, {"in", fw}, {"link", link}, {"address", address}, {"mac", mac}, {"rules", rules}});
@@ -295,7 +297,7 @@ void Broker::network_stopped(Live const& live)
     if (!live.net_address.empty()) {
         std::string fw = firewall_netns_path(live.settings.network);
         if (::access(fw.c_str(), F_OK) == 0)
-            steps.push_back({{"op", "client_removed"}, {"in", fw}, {"link", client_link(live.slot)},
+            steps.push_back({{"op", "client_removed"}, {"in", fw}, {"link", client_link(live)},
                              {"address", live.net_address}, {"mac", client_mac(live.slot)}});
     }
     // The provider's links went with its namespace. Its firewall namespace stays while it runs or any
@@ -346,7 +348,7 @@ Status Broker::network_update_rules(std::string const& provider)
         json rules = nullptr;
         if (auto const* list = firewall_rules_of(live.disposable ? live.template_name : name))
             rules = *list;
-        steps.push_back({{"op", "client_rules"}, {"in", fw}, {"link", client_link(live.slot)}, {"address", live.net_address},
+        steps.push_back({{"op", "client_rules"}, {"in", fw}, {"link", client_link(live)}, {"address", live.net_address},
                          {"mac", client_mac(live.slot)}, {"rules", rules}, {"update", true}});
     }
     if (steps.empty())
