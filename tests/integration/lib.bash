@@ -50,6 +50,10 @@ start_daemon() { # [DAEMON OPTIONS...]: `bulkhead daemon --root $ROOT`, in the b
 
 stop_daemon() { # every running compartment, then the daemon (for the test's cleanup)
     [[ -n ${DAEMON:-} ]] || return 0
+    # An empty system first: no pool refills a disposable behind the stops (it would outlive the
+    # daemon, as compartments do).
+    printf '[templates.host]\nkind = "host"\n' >"$ROOT/.cleanup.toml"
+    "$BULKHEAD" apply "$ROOT/.cleanup.toml" >/dev/null 2>&1
     stop_compartments
     kill "$DAEMON" 2>/dev/null
     wait "$DAEMON" 2>/dev/null
