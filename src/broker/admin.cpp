@@ -141,6 +141,8 @@ void Broker::handle_admin(int client, std::vector<uint8_t> const& bytes, std::ve
 
     if (op == "ls")
         return admin_ls(client);
+    if (op == "net")
+        return reply(client, json {{"ok", true}, {"clients", network_report()}}.dump());
     if (op == "plan" || op == "apply") {
         std::string text = fields.string("config");
         std::string file = fields.string("file");

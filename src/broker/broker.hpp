@@ -168,7 +168,8 @@ private:
 
     // The network (network.cpp): plumbing through bulkhead-net, one ordered request per change.
     std::string net_helper_path() const;
-    Result<std::vector<std::string>> run_net_helper(nlohmann::json const& steps, std::vector<int> const& fds);
+    Result<nlohmann::json> run_net_helper(nlohmann::json const& steps, std::vector<int> const& fds);
+    nlohmann::json network_report();
     std::string firewall_netns_path(std::string const& provider) const;
     Result<sys::UniqueFd> netns_of(Live const& live) const;
     nlohmann::json firewall_steps(std::string const& provider) const;

@@ -100,7 +100,7 @@ std::string Broker::net_helper_path() const
     return "/usr/lib/bulkhead/bulkhead-net";
 }
 
-Result<std::vector<std::string>> Broker::run_net_helper(json const& steps, std::vector<int> const& fds)
+Result<json> Broker::run_net_helper(json const& steps, std::vector<int> const& fds)
 {
     std::string request = json {{"steps", steps}}.dump();
     int in[2], out[2], err[2];
@@ -143,14 +143,13 @@ Result<std::vector<std::string>> Broker::run_net_helper(json const& steps, std::
     int status = 0;
     while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
     }
-    std::vector<std::string> notes;
     json answer = json::parse(output, nullptr, false);
-    if (!answer.is_discarded() && answer.is_object() && answer.contains("notes") && answer["notes"].is_array())
+    if (answer.is_discarded() || !answer.is_object())
+        answer = json::object();
+    if (answer.contains("notes") && answer["notes"].is_array())
         for (auto const& note : answer["notes"])
             if (note.is_string())
-                notes.push_back(note.get<std::string>());
-    for (auto const& note : notes)
-        log("network: " + note);
+                log("network: " + note.get<std::string>());
     if (!written || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
         while (!errors.empty() && errors.back() == '\n')
             errors.pop_back();
@@ -158,7 +157,7 @@ Result<std::vector<std::string>> Broker::run_net_helper(json const& steps, std::
             errors = helper + " could not be run";
         return Error::from_message(errors.empty() ? "bulkhead-net failed" : errors);
     }
-    return notes;
+    return answer;
 }
 
 std::string Broker::firewall_netns_path(std::string const& provider) const
@@ -368,6 +367,58 @@ std::string Broker::network_state(Live const* live, config::Compartment const& s
     if (live->net_address.empty())
         return "offline";
     return provider_up ? "connected" : "provider down";
+}
+
+// bulkhead net: each running client's provider, state, address and rules with their counters (one
+// helper run for all of them).
+json Broker::network_report()
+{
+    json clients = json::array();
+    json steps = json::array();
+    for (auto const& [name, live] : m_live) {
+        if (live.settings.network == "none")
+            continue;
+        if (!live.net_address.empty() && ::access(firewall_netns_path(live.settings.network).c_str(), F_OK) == 0)
+            steps.push_back({{"op", "counters"}, {"in", firewall_netns_path(live.settings.network)}, {"link", client_link(live)}});
+    }
+    json counters = json::object();
+    if (!steps.empty()) {
+        auto answer = run_net_helper(steps, {});
+        if (answer.has_value() && answer.value().contains("counters"))
+            counters = answer.value()["counters"];
+        else if (answer.is_error())
+            log("network: reading counters: " + answer.error().message());
+    }
+    for (auto const& [name, live] : m_live) {
+        if (live.settings.network == "none")
+            continue;
+        json entry = {{"name", name}, {"network", live.settings.network}, {"state", network_state(&live, live.settings)}};
+        if (!live.net_address.empty())
+            entry["address"] = live.net_address;
+        json const* found = nullptr;
+        if (auto it = counters.find(client_link(live)); it != counters.end())
+            found = &*it;
+        auto count = [&](std::string const& key) {
+            if (found != nullptr && found->contains(key))
+                return json {{"packets", found->at(key).value("packets", 0)}, {"bytes", found->at(key).value("bytes", 0)}};
+            return json {{"packets", nullptr}, {"bytes", nullptr}};
+        };
+        auto with_rule = [](std::string const& text, json counted) {
+            counted["rule"] = text;
+            return counted;
+        };
+        json rules = json::array();
+        if (auto const* list = firewall_rules_of(live.disposable ? live.template_name : name)) {
+            for (size_t i = 0; i < list->size(); ++i)
+                rules.push_back(with_rule((*list)[i], count(std::to_string(i + 1))));
+            rules.push_back(with_rule("(the list's end: deny)", count("end")));
+        } else {
+            rules.push_back(with_rule("(no list: allow all)", count("all")));
+        }
+        entry["rules"] = rules;
+        clients.push_back(entry);
+    }
+    return clients;
 }
 
 std::string Broker::uplink_link_prefix() const { return "bh" + m_instance.substr(0, 4) + "u"; }

@@ -72,6 +72,30 @@ bool use_colour()
     return ::isatty(1) == 1 && (no_colour == nullptr || no_colour[0] == '\0');
 }
 
+// bulkhead net: each running client, its provider and state, and its rules with their counters.
+int print_net(json const& body, bool as_json)
+{
+    json clients = body.value("clients", json::array());
+    if (as_json) {
+        std::printf("%s\n", clients.dump(2).c_str());
+        return 0;
+    }
+    if (clients.empty())
+        std::printf("no running compartment has a network\n");
+    for (auto const& client : clients) {
+        std::string address = client.value("address", "-");
+        std::printf("%s  %s  %s (%s)\n", client.value("name", "?").c_str(), address.c_str(),
+                    client.value("network", "?").c_str(), client.value("state", "?").c_str());
+        for (auto const& rule : client.value("rules", json::array())) {
+            std::string packets = rule.contains("packets") && rule["packets"].is_number()
+                                      ? std::to_string(rule["packets"].get<uint64_t>()) + " packets"
+                                      : "-";
+            std::printf("    %-44s %s\n", rule.value("rule", "?").c_str(), packets.c_str());
+        }
+    }
+    return 0;
+}
+
 int print_ls(json const& body, bool as_json)
 {
     if (as_json) {
@@ -277,10 +301,10 @@ int admin_command(std::string const& command, std::vector<std::string> args)
     }
     json request = {{"op", command}};
     bool as_json = false;
-    if (command == "ls") {
+    if (command == "ls" || command == "net") {
         for (auto const& arg : args) {
             if (arg != "--json") {
-                print_error("ls: unexpected argument '" + arg + "'\nusage: bulkhead ls [--json]");
+                print_error(command + ": unexpected argument '" + arg + "'\nusage: bulkhead " + command + " [--json]");
                 return exit_usage;
             }
             as_json = true;
@@ -342,6 +366,8 @@ int admin_command(std::string const& command, std::vector<std::string> args)
         return report_failure(body);
     if (command == "ls")
         return print_ls(body, as_json);
+    if (command == "net")
+        return print_net(body, as_json);
     if (body.contains("changes") && body["changes"].is_array()) {
         for (auto const& line : body["changes"]) {
             if (line.is_string())

@@ -21,6 +21,7 @@ constexpr char const* usage_text
       "  plan [FILE]                         show what apply would change; change nothing\n"
       "  rollback                            return to the previously applied generation\n"
       "  ls [--json]                         compartments: name, label, backend, state, memory, network\n"
+      "  net [--json]                        running clients of network compartments: address, state, rules and counters\n"
       "  start|stop|restart NAME\n"
       "  run [--tty] [--user USER] NAME -- CMD [ARG...]\n"
       "  run [--tty] --disposable [TEMPLATE] -- CMD [ARG...]\n"
@@ -78,7 +79,7 @@ int main(int argc, char** argv)
     std::vector<std::string> words(rest.begin(), rest.end());
     if (command == "daemon")
         return bulkhead::cli::daemon_command(std::move(words));
-    for (char const* admin : {"apply", "plan", "rollback", "ls", "start", "stop", "restart"}) {
+    for (char const* admin : {"apply", "plan", "rollback", "ls", "net", "start", "stop", "restart"}) {
         if (command == admin)
             return bulkhead::cli::admin_command(std::string(command), std::move(words));
     }

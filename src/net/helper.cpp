@@ -11,7 +11,8 @@
 // address {link, address}, route {to, via?, link}, sysctl {key, value}, nft {script, missing_ok?},
 // client_rules {link, address, mac, rules?, update?} (rules parsed and host names resolved here),
 // client_removed {link, address, mac}, firewall_base, provider_table {resolver?}, host_table {table, links},
-// remove_table {table} (e.g. "ip bulkhead-1a2b"; a missing one is fine).
+// remove_table {table} (e.g. "ip bulkhead-1a2b"; a missing one is fine), counters {link} (the answer's
+// "counters": {LINK: {RULE_NUMBER|"end"|"all": {packets, bytes}}}).
 #include "net/firewall.hpp"
 #include "net/netlink.hpp"
 #include "net/nft_rules.hpp"
@@ -132,6 +133,41 @@ Status remove_netns(std::string const& path)
         TRY(check_syscall(::umount2(path.c_str(), MNT_DETACH), "unmounting " + path));
     if (::unlink(path.c_str()) < 0 && errno != ENOENT)
         return failure("removing " + path, errno);
+    return {};
+}
+
+// The counters of a client's chain, by the rule number each statement carries as its comment.
+Status counters(std::string const& link, json& answer)
+{
+    nft_ctx* context = nft_ctx_new(NFT_CTX_DEFAULT);
+    if (context == nullptr)
+        return failure("nftables: no context");
+    nft_ctx_output_set_flags(context, NFT_CTX_OUTPUT_JSON);
+    nft_ctx_buffer_output(context);
+    nft_ctx_buffer_error(context);
+    std::string command = std::string("list chain inet ") + net::firewall_table + " client-" + link + "\n";
+    int rc = nft_run_cmd_from_buffer(context, command.c_str());
+    std::string output = nft_ctx_get_output_buffer(context);
+    std::string errors = nft_ctx_get_error_buffer(context);
+    nft_ctx_free(context);
+    if (rc != 0)
+        return failure("nftables: " + errors);
+    json listing = json::parse(output, nullptr, false);
+    json found = json::object();
+    if (!listing.is_discarded() && listing.contains("nftables") && listing["nftables"].is_array()) {
+        for (auto const& item : listing["nftables"]) {
+            auto rule = item.find("rule");
+            if (rule == item.end() || !rule->is_object() || !rule->contains("comment") || !rule->contains("expr"))
+                continue;
+            for (auto const& expression : rule->at("expr")) {
+                auto counter = expression.find("counter");
+                if (counter != expression.end() && counter->is_object())
+                    found[rule->at("comment").get<std::string>()] = {{"packets", counter->value("packets", 0)},
+                                                                     {"bytes", counter->value("bytes", 0)}};
+            }
+        }
+    }
+    answer["counters"][link] = found;
     return {};
 }
 
@@ -256,9 +292,11 @@ Status client_rules(json const& step, json& notes)
     return {};
 }
 
-Status run_step(json const& step, json& notes)
+Status run_step(json const& step, json& notes, json& answer)
 {
     auto op = TRY(text(step, "op"));
+    if (op == "counters")
+        return counters(TRY(text(step, "link")), answer);
     if (op == "make_netns")
         return make_netns(TRY(text(step, "path")));
     if (op == "remove_netns")
@@ -329,6 +367,7 @@ int main()
         return 1;
     }
     json notes = json::array();
+    json answer = json::object();
     size_t index = 0;
     for (auto const& step : request.at("steps")) {
         ++index;
@@ -338,14 +377,16 @@ int main()
         }
         Status status = enter(step.contains("in") ? step.at("in") : json("host"));
         if (!status.is_error())
-            status = run_step(step, notes);
+            status = run_step(step, notes, answer);
         if (status.is_error()) {
             std::cerr << "bulkhead-net: step " << index << " (" << text_or(step, "op", "?") << "): "
                       << status.error().message() << "\n";
-            std::cout << json {{"notes", notes}}.dump() << "\n";
+            answer["notes"] = notes;
+            std::cout << answer.dump() << "\n";
             return 1;
         }
     }
-    std::cout << json {{"notes", notes}}.dump() << "\n";
+    answer["notes"] = notes;
+    std::cout << answer.dump() << "\n";
     return 0;
 }

@@ -38,14 +38,19 @@ std::string chain_body(ClientLink const& client, std::vector<Rule> const* rules,
     std::string table = std::string("inet ") + firewall_table;
     std::string out;
     auto add = [&](std::string const& statement) { out += "add rule " + table + " " + chain_of(client) + " " + statement + "\n"; };
+    // Each statement carries the number of its rule in the list (1-based), "end" the implicit deny,
+    // so that counters can be told apart (bulkhead net) whatever was left out.
     if (rules == nullptr) {
-        add("counter accept");
+        add("counter accept comment \"all\"");
         return out;
     }
+    size_t number = 0;
     for (auto const& rule : *rules) {
+        ++number;
+        std::string comment = " comment \"" + std::to_string(number) + "\"";
         std::string verdict = rule.action == Action::Allow ? "counter accept" : std::string("counter ") + reject;
         if (std::holds_alternative<DnsDestination>(rule.destination)) {
-            add(std::string("ip daddr ") + provider_link_address + " meta l4proto { tcp, udp } th dport 53 " + verdict);
+            add(std::string("ip daddr ") + provider_link_address + " meta l4proto { tcp, udp } th dport 53 " + verdict + comment);
             continue;
         }
         std::string match = ports_of(rule);
@@ -63,9 +68,9 @@ std::string chain_body(ClientLink const& client, std::vector<Rule> const* rules,
                 set += (set.empty() ? "" : ", ") + address;
             match = "ip daddr { " + set + " } " + match;
         }
-        add(match + verdict);
+        add(match + verdict + comment);
     }
-    add(std::string("counter ") + reject);
+    add(std::string("counter ") + reject + " comment \"end\"");
     return out;
 }
 

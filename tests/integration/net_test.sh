@@ -171,6 +171,13 @@ expect ls-json-address "100.64.*" "$(json_field work address)"
 expect ls-json-vault-none none "$(json_field vault network_state)"
 "$B" ls | grep -E "^work .*connected" >/dev/null && pass "ls-shows-connected" || fail "ls-shows-connected: $("$B" ls)"
 
+# bulkhead net: each client's rules with their counters (the denied 8081 counted at "deny").
+net=$("$B" net)
+[[ $net == *"work  100.64."*"sys-net (connected)"* && $net == *"allow tcp 8080 to 198.18.0.1"*"packets"* ]] \
+    && pass "net-lists-clients-and-rules" || fail "net-lists-clients-and-rules: $net"
+end_count=$("$B" net --json | python3 -c 'import json,sys; print(next(r["packets"] for c in json.load(sys.stdin) if c["name"] == "work" for r in c["rules"] if r["rule"] == "deny"))')
+[[ $end_count =~ ^[0-9]+$ && $end_count -ge 1 ]] && pass "net-counts-the-deny ($end_count)" || fail "net-counts-the-deny: $end_count"
+
 # ---- root inside a client, and a host root in its namespace (what a kernel exploit would give) ----
 WORK_ADDR=$(json_field work address)
 OTHER_ADDR=$(json_field other address)

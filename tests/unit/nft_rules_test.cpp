@@ -27,11 +27,11 @@ TEST(NftRules, EachRuleInOrderThenTheImplicitReject)
     auto text = client_rules(client, &rules, {}, disabled);
     EXPECT_TRUE(disabled.empty());
     auto at = [&](char const* needle) { return text.find(needle); };
-    auto dns = at("ip daddr 100.65.0.1 meta l4proto { tcp, udp } th dport 53 counter accept");
-    auto https = at("ip daddr 192.0.2.0/24 meta l4proto tcp th dport 443 counter accept");
-    auto udp = at("meta l4proto udp th dport 1000-2000 counter reject with icmpx admin-prohibited");
-    auto icmp = at("meta l4proto icmp counter accept");
-    auto last = text.rfind("add rule inet bulkhead client-c42 counter reject with icmpx admin-prohibited");
+    auto dns = at("ip daddr 100.65.0.1 meta l4proto { tcp, udp } th dport 53 counter accept comment \"1\"");
+    auto https = at("ip daddr 192.0.2.0/24 meta l4proto tcp th dport 443 counter accept comment \"2\"");
+    auto udp = at("meta l4proto udp th dport 1000-2000 counter reject with icmpx admin-prohibited comment \"3\"");
+    auto icmp = at("meta l4proto icmp counter accept comment \"4\"");
+    auto last = text.rfind("add rule inet bulkhead client-c42 counter reject with icmpx admin-prohibited comment \"end\"");
     ASSERT_NE(dns, std::string::npos) << text;
     ASSERT_NE(https, std::string::npos) << text;
     ASSERT_NE(udp, std::string::npos) << text;
@@ -50,7 +50,7 @@ TEST(NftRules, NoListAllowsEverythingOutbound)
 {
     std::vector<std::string> disabled;
     auto text = client_rules(client, nullptr, {}, disabled);
-    EXPECT_NE(text.find("add rule inet bulkhead client-c42 counter accept"), std::string::npos);
+    EXPECT_NE(text.find("add rule inet bulkhead client-c42 counter accept comment \"all\""), std::string::npos);
     EXPECT_EQ(text.find("reject"), std::string::npos);
 }
 
@@ -59,8 +59,8 @@ TEST(NftRules, AHostNameThatDoesNotResolveDisablesOnlyItsRule)
     auto rules = rules_of({"allow tcp 443 to good.example", "allow tcp 443 to gone.example", "allow tcp 22"});
     std::vector<std::string> disabled;
     auto text = client_rules(client, &rules, {{"good.example", {"192.0.2.1", "192.0.2.2"}}}, disabled);
-    EXPECT_NE(text.find("ip daddr { 192.0.2.1, 192.0.2.2 } meta l4proto tcp th dport 443 counter accept"), std::string::npos);
-    EXPECT_NE(text.find("meta l4proto tcp th dport 22 counter accept"), std::string::npos);
+    EXPECT_NE(text.find("ip daddr { 192.0.2.1, 192.0.2.2 } meta l4proto tcp th dport 443 counter accept comment \"1\""), std::string::npos);
+    EXPECT_NE(text.find("meta l4proto tcp th dport 22 counter accept comment \"3\""), std::string::npos);
     ASSERT_EQ(disabled.size(), 1u);
     EXPECT_EQ(disabled[0], "allow tcp 443 to gone.example");
 }
