@@ -812,7 +812,9 @@ Result<Live*> Broker::start_compartment(config::Compartment const& settings, boo
     live.sandbox.emplace(created.release_value());
     live.listener = std::move(listener);
     // Network links before the first command: a client's after its firewall rules, a provider's (which
-    // may itself be a client of another) after that.
+    // may itself be a client of another) after that. A client's provider is started with it.
+    if (settings.network != "none")
+        network_start_provider(settings.network, name);
     Status wired;
     if (settings.network != "none")
         wired = network_client_up(live);
@@ -1065,6 +1067,8 @@ Result<std::vector<std::string>> Broker::apply_config(std::string const& text, s
         started.push_back(name);
     }
     for (size_t i = 0; !failed && i < plan.start.size(); ++i) {
+        if (m_live.contains(plan.start[i]))
+            continue; // started already, as the network of a compartment started before it
         if (auto result = start_persistent(plan.start[i]); result.is_error()) {
             failure = result.release_error().with_context("starting " + plan.start[i]);
             failed = true;

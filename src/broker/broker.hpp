@@ -175,6 +175,7 @@ private:
     nlohmann::json firewall_steps(std::string const& provider) const;
     Status network_prepare(config::Compartment const& settings, std::string const& ipc_dir, sandbox::Spec& spec) const;
     Status network_provider_up(Live& live);
+    void network_start_provider(std::string const& provider, std::string const& client);
     Status network_client_up(Live& live);
     void network_stopped(Live const& live);
     void network_adopted(Live& live);

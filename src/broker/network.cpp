@@ -237,6 +237,18 @@ Status Broker::network_provider_up(Live& live)
     return {};
 }
 
+// A client's provider starts with it (as Qubes starts a qube's netvm). If it cannot, the client
+// still starts, offline: its link and rules wait in the firewall namespace for the provider.
+void Broker::network_start_provider(std::string const& provider, std::string const& client)
+{
+    if (m_live.contains(provider))
+        return;
+    if (auto started = start_persistent(provider); started.is_error())
+        log(client + ": starts offline: its network " + provider + " did not start: " + started.error().message());
+    else
+        log(provider + ": started as the network of " + client);
+}
+
 std::vector<std::string> const* Broker::firewall_rules_of(std::string const& client) const
 {
     auto const* settings = m_config.find_compartment(client);
