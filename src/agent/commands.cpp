@@ -11,6 +11,8 @@
 //   bulkhead-service SERVICE ARG         (run by the agent in the target) finds and runs a service
 #include "agent/commands.hpp"
 
+#include "base/wire.hpp"
+
 #include "agent/call_client.hpp"
 #include "agent/filecopy.hpp"
 #include "agent/open_command.hpp"
@@ -46,6 +48,10 @@ int call_main(std::vector<std::string> args)
         arg = service.substr(plus + 1);
         service.resize(plus);
     }
+    if (!wire::valid_call_target(args[0]) || !wire::valid_service_name(service) || !wire::valid_service_arg(arg))
+        return fail("bulkhead-call",
+                    "a target, service or argument outside [A-Za-z0-9._-] (targets also ':' and '@'), or starting with '.' or '-'",
+                    2);
     int refused = exit_failed;
     auto call = open_call(args[0], service, arg, refused);
     if (call.is_error())
@@ -160,7 +166,8 @@ int service_main(std::vector<std::string> const& args)
         return fail("bulkhead-service", "usage: bulkhead-service SERVICE ARG", 2);
     std::string const& service = args[0];
     std::string const& arg = args[1];
-    if (service.empty() || service.find('/') != std::string::npos || service.starts_with(".") || arg.find('/') != std::string::npos)
+    // The broker's decoder allows nothing else; checked again here, where the name becomes a path.
+    if (!wire::valid_service_name(service) || !wire::valid_service_arg(arg))
         return fail("bulkhead-service", "malformed service name", 2);
     // The first executable of DESIGN.md's list; the compartment's own files may override a built-in.
     std::vector<std::string> candidates;

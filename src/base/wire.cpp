@@ -114,6 +114,14 @@ bool printable(std::string const& text)
     return std::all_of(text.begin(), text.end(), [](char c) { return c >= 0x20 && c < 0x7f; });
 }
 
+bool token_of(std::string_view text, std::string_view extra)
+{
+    return std::all_of(text.begin(), text.end(), [&](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-'
+            || extra.find(c) != std::string_view::npos;
+    });
+}
+
 Status check_record(std::span<uint8_t const> record, size_t max_size)
 {
     if (record.empty())
@@ -306,6 +314,21 @@ std::vector<uint8_t> encode(CallReply const& reply)
     return writer.take();
 }
 
+bool valid_service_arg(std::string_view text)
+{
+    return text.size() <= max_call_field && token_of(text, "") && !text.starts_with('.') && !text.starts_with('-');
+}
+
+bool valid_service_name(std::string_view text)
+{
+    return !text.empty() && valid_service_arg(text);
+}
+
+bool valid_call_target(std::string_view text)
+{
+    return text.size() <= max_call_field && token_of(text, ":@");
+}
+
 Result<Call> decode_call(std::span<uint8_t const> record)
 {
     TRY(check_record(record, max_caller_record));
@@ -317,11 +340,14 @@ Result<Call> decode_call(std::span<uint8_t const> record)
     call.service = reader.string(max_call_field);
     call.arg = reader.string(max_call_field);
     TRY(reader.finish());
-    auto token = [](std::string const& text) { return printable(text) && text.find(' ') == std::string::npos; };
-    if (!token(call.target) || !token(call.service) || !token(call.arg))
-        return Error::from_message("a call field with spaces or unprintable bytes");
     if (call.service.empty())
         return Error::from_message("a call without a service");
+    if (!valid_service_name(call.service))
+        return Error::from_message("a service name outside [A-Za-z0-9._-] (or starting with '.' or '-')");
+    if (!valid_service_arg(call.arg))
+        return Error::from_message("a service argument outside [A-Za-z0-9._-] (or starting with '.' or '-')");
+    if (!valid_call_target(call.target))
+        return Error::from_message("a call target outside [A-Za-z0-9._-:@]");
     return call;
 }
 

@@ -129,7 +129,15 @@ using CallReply = std::variant<CallConnected, CallRefused>;
 inline constexpr size_t call_connected_descriptors = 3;
 std::vector<uint8_t> encode(Call const& call);
 std::vector<uint8_t> encode(CallReply const& reply);
-// Strict: fields at most max_call_field bytes of printable ASCII without spaces.
+// The words of a call are tokens of a fixed alphabet, so that a policy rule means what it says and
+// no name can be read as a path, an option or two words:
+//   service: 1..max_call_field of [A-Za-z0-9._-], not starting with '.' or '-' ("my.Svc+x" is not one)
+//   arg:     0..max_call_field of the same, not starting with '.' or '-'
+//   target:  0..max_call_field of [A-Za-z0-9._-:@] (a name, "@default", "@disposable:T", "@dispvm:T")
+bool valid_service_name(std::string_view text);
+bool valid_service_arg(std::string_view text);
+bool valid_call_target(std::string_view text);
+// Strict: the fields above, each checked; anything else is refused whole.
 Result<Call> decode_call(std::span<uint8_t const> record);
 Result<CallReply> decode_call_reply(std::span<uint8_t const> record);
 

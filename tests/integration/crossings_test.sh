@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Attacks on the crossings between compartments, from inside, against a real broker under a
-# temporary --root: someone else's disposable (running, pooled, the administrator's), a disposable's
+# temporary --root: a call whose service name hides an argument, someone else's disposable (running, pooled, the administrator's), a disposable's
 # leftovers, the policy's @disposable, a clipboard paste approved for other content or judged
 # without its source's identity, a redirect or an approval that changes more than the target,
 # ask ids across restarts, and a compartment that takes every disposable or compartment slot.
@@ -83,6 +83,8 @@ bulkhead.Clipboard        *  vault                 research  ask
 bulkhead.Clipboard        *  @disposable:untrusted personal  deny
 bulkhead.Clipboard        *  @any                  personal  allow
 bulkhead.OpenInDisposable *  @any                  @any      allow
+$P.Svc        +dangerous  personal  research  deny
+*             *           personal  research  allow
 EOF
 cat >"$SERVICES/$P.Echo" <<'EOF'
 #!/bin/sh
@@ -108,6 +110,8 @@ cat >"$SERVICES/$P.Chain" <<EOF
 echo "chain in=\$BULKHEAD_COMPARTMENT"
 bulkhead-call @disposable $P.Hold
 EOF
+printf '#!/bin/sh\necho plain\n' >"$SERVICES/$P.Svc"
+printf '#!/bin/sh\necho DANGEROUS\n' >"$SERVICES/$P.Svc+dangerous"
 printf '#!/bin/sh\nif [ -d "$HOME/Secrets" ]; then echo template=secret-dvm; else echo template=default; fi\n' >"$SERVICES/$P.Where"
 chmod 755 "$SERVICES/$P".*
 
@@ -306,6 +310,37 @@ for _ in $(seq 100); do
     sleep 0.1
 done
 [[ $(disposables | awk '$2 != "-"' | wc -l) == 0 ]] && pass "held-disposables-end-with-their-callers" || fail "held-disposables-end-with-their-callers: $(disposables)"
+
+# ---- a call's words are tokens: a '+' inside the service name must not skip the rule about +ARG ----
+# The record is made by hand, as a hostile program inside would (bulkhead-call splits at '+').
+RAW_CALL='
+import os, socket, struct, sys
+field = lambda text: struct.pack("<I", len(text.encode())) + text.encode()
+record = bytes([32]) + field("research") + field(sys.argv[1]) + field(sys.argv[2])
+c = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET); c.settimeout(20)
+c.connect("/run/bulkhead/agent.sock"); c.send(record)
+try:
+    message, fds, _, _ = socket.recv_fds(c, 4096, 3)
+except OSError as e:
+    print("error", e); sys.exit()
+if message and message[0] == 48 and fds:
+    print("ran", os.read(fds[0], 100).decode().strip())
+elif message and message[0] == 49:
+    print("refused")
+else:
+    print("closed")
+'
+check plus-in-service-name-control-plain-runs 0 "ran plain" -- "$B" run personal -- python3 -c "$RAW_CALL" "$P.Svc" ""
+check plus-in-service-name-control-arg-denied 126 "denied by policy" -- "$B" run personal -- bulkhead-call research "$P.Svc+dangerous"
+out=$("$B" run personal -- python3 -c "$RAW_CALL" "$P.Svc+dangerous" "" 2>&1)
+[[ $out != *DANGEROUS* && $out == closed ]] && pass "plus-in-service-name-refused ($out)" || fail "plus-in-service-name-refused: $out"
+for word in "../$P.Svc" "-$P.Svc" "$P.Svc/x" ".."; do
+    out=$("$B" run personal -- python3 -c "$RAW_CALL" "$word" "" 2>&1)
+    [[ $out == closed ]] && pass "service-name-$word-refused" || fail "service-name-$word-refused: $out"
+done
+out=$("$B" run personal -- python3 -c "$RAW_CALL" "$P.Svc" "a+b" 2>&1)
+[[ $out == closed ]] && pass "plus-in-argument-refused" || fail "plus-in-argument-refused: $out"
+check bulkhead-call-says-what-a-name-may-be 2 "outside [A-Za-z0-9._-]" -- "$B" run personal -- bulkhead-call research "$P.Svc+a/b"
 
 echo "crossings_test: $passed passed, $failed failed"
 [[ $failed -eq 0 ]]

@@ -526,9 +526,26 @@ TEST(WireCall, RefusesMalformedCalls)
         {"short", Record(MessageType::Call).string("vault").string("s").bytes()},
         {"length past end", Record(MessageType::Call).u32(40).raw("abc").bytes()},
         {"empty", {}},
+        // The words of a call are tokens: a '+' in a service name would skip a rule about SERVICE +ARG.
+        {"plus in service", Record(MessageType::Call).string("vault").string("my.Svc+dangerous").string("").bytes()},
+        {"plus in arg", Record(MessageType::Call).string("vault").string("my.Svc").string("a+b").bytes()},
+        {"slash in service", Record(MessageType::Call).string("vault").string("../../bin/sh").string("").bytes()},
+        {"slash in arg", Record(MessageType::Call).string("vault").string("s").string("a/b").bytes()},
+        {"dot service", Record(MessageType::Call).string("vault").string("..").string("").bytes()},
+        {"dot arg", Record(MessageType::Call).string("vault").string("s").string("..").bytes()},
+        {"option-like service", Record(MessageType::Call).string("vault").string("-x").string("").bytes()},
+        {"option-like arg", Record(MessageType::Call).string("vault").string("s").string("--help").bytes()},
+        {"star", Record(MessageType::Call).string("vault").string("s*").string("").bytes()},
+        {"colon in service", Record(MessageType::Call).string("vault").string("a:b").string("").bytes()},
+        {"quote in target", Record(MessageType::Call).string("va'ult").string("s").string("").bytes()},
+        {"long service", Record(MessageType::Call).string("vault").string(long_field).string("").bytes()},
     };
     for (auto const& [what, bytes] : cases)
         EXPECT_TRUE(decode_call(bytes).is_error()) << what;
+    // What the alphabet does allow.
+    for (auto const& call : {Call {"@dispvm:vault-dvm", "bulkhead.Filecopy", ""}, Call {"disp-12", "my_svc.v2", "Arg-1.x_y"},
+                             Call {"@default", "a", std::string(max_call_field, 'z')}})
+        EXPECT_TRUE(decode_call(encode(call)).has_value()) << call.target << " " << call.service << " " << call.arg;
     std::vector<uint8_t> oversize(max_caller_record + 1, 0);
     oversize[0] = static_cast<uint8_t>(MessageType::Call);
     EXPECT_TRUE(decode_call(oversize).is_error());
