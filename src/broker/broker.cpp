@@ -242,9 +242,11 @@ Status Broker::open_state(Options const& options)
     ::sigprocmask(SIG_BLOCK, &mask, nullptr);
     ::signal(SIGPIPE, SIG_IGN);
     m_signals = UniqueFd(::signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK));
-    watch(m_signals.get(), {}, Signals);
+    if (!m_signals)
+        return Error::from_syscall("signalfd", errno);
+    TRY_CTX(watch(m_signals.get(), {}, Signals), "watching for signals");
     m_admin = TRY_CTX(sys::listen_unix(m_paths.admin_socket, 0600), "admin socket");
-    watch(m_admin.get(), {}, AdminListener);
+    TRY_CTX(watch(m_admin.get(), {}, AdminListener), "watching the admin socket");
     m_default_config_path = options.config_path;
     if (m_default_config_path.empty() && ::access(system_config_path, R_OK) == 0)
         m_default_config_path = system_config_path;
@@ -305,8 +307,14 @@ Status Broker::reattach()
         }
         live.listener = listener.release_value();
         auto [entry, inserted] = m_live.emplace(record.name, std::move(live));
-        watch(entry->second.listener.get(), record.name, AgentListener);
-        watch(entry->second.sandbox->pidfd(), record.name, Pid1);
+        auto watched = watch(entry->second.listener.get(), record.name, AgentListener);
+        if (!watched.is_error())
+            watched = watch(entry->second.sandbox->pidfd(), record.name, Pid1);
+        if (watched.is_error()) {
+            // Unwatched, it could neither be served nor noticed when it ends: stopped instead.
+            stop_compartment(record.name, "it could not be watched again (" + watched.error().message() + ")");
+            continue;
+        }
         log(record.name + ": reattached (PID 1 is host pid " + std::to_string(record.pid) + ")");
     }
     return {};
@@ -394,16 +402,15 @@ Status Broker::start_from_configuration(Options const& options)
 
 // ---- event loop ----
 
-void Broker::watch(int fd, std::string const& name, int kind)
+Status Broker::watch(int fd, std::string const& name, int kind)
 {
     epoll_event event {};
     event.events = EPOLLIN;
     event.data.fd = fd;
-    if (::epoll_ctl(m_epoll.get(), EPOLL_CTL_ADD, fd, &event) < 0) {
-        log("epoll_ctl: " + std::string(std::strerror(errno)));
-        return;
-    }
+    if (fd < 0 || ::epoll_ctl(m_epoll.get(), EPOLL_CTL_ADD, fd, &event) < 0)
+        return Error::from_syscall("epoll_ctl(EPOLL_CTL_ADD)", fd < 0 ? EBADF : errno);
     m_watches[fd] = {name, kind};
+    return {};
 }
 
 void Broker::unwatch(int fd)
@@ -510,14 +517,17 @@ void Broker::on_admin_accept()
             (void)sys::send_record(client.get(), R"({"ok":false,"exit":125,"error":"the admin socket serves root only"})");
             if (m_refused.size() < max_refused_clients) {
                 int fd = client.get();
-                m_refused.emplace(fd, std::move(client));
-                watch(fd, {}, RefusedClient);
+                if (watch(fd, {}, RefusedClient).has_value())
+                    m_refused.emplace(fd, std::move(client));
             }
             continue;
         }
         int fd = client.get();
+        if (auto watched = watch(fd, {}, AdminClient); watched.is_error()) {
+            log("an admin connection could not be watched: " + watched.error().message());
+            continue; // closed as `client` goes
+        }
         m_clients.emplace(fd, std::move(client));
-        watch(fd, {}, AdminClient);
     }
 }
 
@@ -606,7 +616,10 @@ void Broker::on_agent_accept(std::string const& name)
         }
         live.agent = std::move(connection);
         live.agent_ready = false;
-        watch(live.agent.get(), name, AgentConnection);
+        if (auto watched = watch(live.agent.get(), name, AgentConnection); watched.is_error()) {
+            log(name + ": its agent's connection could not be watched: " + watched.error().message());
+            live.agent.reset(); // the agent connects again
+        }
     }
 }
 
@@ -834,8 +847,13 @@ Result<Live*> Broker::start_compartment(config::Compartment const& settings, boo
     }
     undo.committed = true;
     auto [entry, inserted] = m_live.emplace(name, std::move(live));
-    watch(entry->second.listener.get(), name, AgentListener);
-    watch(entry->second.sandbox->pidfd(), name, Pid1);
+    auto watched = watch(entry->second.listener.get(), name, AgentListener);
+    if (!watched.is_error())
+        watched = watch(entry->second.sandbox->pidfd(), name, Pid1);
+    if (watched.is_error()) {
+        stop_compartment(name, "it could not be watched");
+        return watched.release_error().with_context("watching " + name);
+    }
     return &entry->second;
 }
 

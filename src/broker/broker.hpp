@@ -195,7 +195,9 @@ private:
         std::optional<int64_t> rollback_to, int& exit_code, std::string const& policy_snapshot = {});
 
     // event loop
-    void watch(int fd, std::string const& name, int kind);
+    // Adds fd to the event loop. A descriptor the loop cannot watch is never waited on: each caller
+    // decides what that means (the broker does not start; a compartment is stopped; a client is closed).
+    [[nodiscard]] Status watch(int fd, std::string const& name, int kind);
     void unwatch(int fd);
     void on_admin_accept();
     void on_admin_readable(int fd);

@@ -173,8 +173,11 @@ policy::Party Broker::party_of(std::string const& name) const
 void Broker::on_caller_accepted(Live& live, UniqueFd connection, pid_t pid)
 {
     int fd = connection.get();
+    if (auto watched = watch(fd, live.name, static_cast<int>(CallerConnection)); watched.is_error()) {
+        log(live.name + ": a call could not be watched: " + watched.error().message());
+        return; // the caller sees its connection closed
+    }
     m_callers.emplace(fd, Caller {live.name, std::move(connection), pid, false});
-    watch(fd, live.name, static_cast<int>(CallerConnection));
     ++live.callers;
     if (live.callers >= max_callers_per_compartment)
         pause_listener(live, true);
@@ -202,7 +205,10 @@ void Broker::pause_listener(Live& live, bool paused)
     epoll_event event {};
     event.events = paused ? 0U : static_cast<uint32_t>(EPOLLIN);
     event.data.fd = live.listener.get();
-    (void)::epoll_ctl(m_epoll.get(), EPOLL_CTL_MOD, live.listener.get(), &event);
+    if (::epoll_ctl(m_epoll.get(), EPOLL_CTL_MOD, live.listener.get(), &event) < 0) {
+        log(live.name + ": its listener could not be " + (paused ? "paused" : "resumed") + ": " + std::strerror(errno));
+        return;
+    }
     live.listener_paused = paused;
 }
 
