@@ -59,18 +59,32 @@ Status make_dirs(std::string const& path, mode_t mode)
     return make_dir(path, mode);
 }
 
-// A directory owned by a compartment's user (its home, its volume folders).
-Status make_owned_dir(std::string const& path, uid_t owner)
+// A directory beneath STATE that a compartment owns (its home, its volume folders), reached from
+// STATE's descriptor without following any link (openat2 with RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS):
+// a compartment that renames a folder it owns and plants a link in its place (to /etc, say) gets
+// the broker's refusal, not a directory made or chowned elsewhere by root. Returns the directory's
+// descriptor, which the bind is then made from (no path is looked up again). Made now: 0700 and
+// chowned through its descriptor; there already: left as it is.
+Result<UniqueFd> owned_dir_beneath(int state_fd, std::string const& relative, uid_t owner)
 {
-    struct stat info {};
-    if (::lstat(path.c_str(), &info) == 0) {
-        if (!S_ISDIR(info.st_mode))
-            return Error::from_message(path + " exists and is not a directory");
-        return {};
-    }
-    TRY(make_dirs(path, 0700));
-    TRY(check_syscall(::chown(path.c_str(), owner, owner), "chown " + path));
-    return {};
+    auto refused = [&](Error const& error) {
+        return Error::from_message(relative + " in the state directory is not a directory of its own (a link, or "
+                                   "another file, is in its place): " + error.message());
+    };
+    size_t slash = relative.rfind('/');
+    auto parent = sys::make_dirs_beneath(state_fd, relative.substr(0, slash), 0700);
+    if (parent.is_error())
+        return refused(parent.error());
+    std::string leaf = relative.substr(slash + 1);
+    bool made = ::mkdirat(parent.value().get(), leaf.c_str(), 0700) == 0;
+    if (!made && errno != EEXIST)
+        return Error::from_syscall("mkdirat", relative, errno);
+    auto dir = sys::open_beneath(parent.value().get(), leaf, O_PATH | O_DIRECTORY);
+    if (dir.is_error())
+        return refused(dir.error());
+    if (made)
+        TRY(check_syscall(::fchownat(dir.value().get(), "", owner, owner, AT_EMPTY_PATH), "chown " + relative));
+    return dir.release_value();
 }
 
 uint64_t fnv1a(std::string_view text)
@@ -198,6 +212,7 @@ Status Broker::open_state(Options const& options)
     if (::flock(m_lock.get(), LOCK_EX | LOCK_NB) < 0)
         return Error::from_message("another broker is already running on " + m_paths.run);
 
+    m_state_dir = TRY(sys::open_path(m_paths.state, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     m_db = TRY_CTX(StateDb::open(m_paths.state + "/bulkhead.db"), "opening the state");
     uint64_t hash = fnv1a(m_paths.state);
     char instance[32];
@@ -793,17 +808,21 @@ Result<Live*> Broker::start_compartment(config::Compartment const& settings, boo
     spec.binds.push_back({ipc_dir, "/run/bulkhead", sandbox::AccessMode::ReadOnly});
     spec.binds.push_back({m_paths.run + "/bin", "/run/bulkhead/bin", sandbox::AccessMode::ReadOnly});
     uid_t const user = id_base + sandbox::inside_user_id;
+    // Homes and volume folders are written by compartments: made through descriptors here, and walked
+    // again without following links when the engine binds them (Bind::beneath).
     for (auto const& mount : settings.mounts) {
-        std::string source = m_paths.state + "/volumes/" + mount.volume + (mount.path.empty() ? "" : "/" + mount.path);
-        TRY_CTX(make_owned_dir(source, user), "volume " + mount.volume);
-        spec.binds.push_back({source, "/home/user/" + mount.at,
-            mount.mode == config::MountMode::ReadWrite ? sandbox::AccessMode::ReadWrite : sandbox::AccessMode::ReadOnly});
+        std::string relative = "volumes/" + mount.volume + (mount.path.empty() ? "" : "/" + mount.path);
+        TRY_CTX(owned_dir_beneath(m_state_dir.get(), relative, user), "volume " + mount.volume);
+        sandbox::Bind bind {m_paths.state + "/" + relative, "/home/user/" + mount.at,
+            mount.mode == config::MountMode::ReadWrite ? sandbox::AccessMode::ReadWrite : sandbox::AccessMode::ReadOnly};
+        bind.beneath = m_paths.state;
+        spec.binds.push_back(bind);
     }
     if (!disposable) {
-        std::string home = m_paths.state + "/compartments/" + name + "/home";
-        TRY(make_dir(m_paths.state + "/compartments/" + name, 0700));
-        TRY_CTX(make_owned_dir(home, user), "home");
-        spec.home_source = home;
+        std::string relative = "compartments/" + name + "/home";
+        TRY_CTX(owned_dir_beneath(m_state_dir.get(), relative, user), "home");
+        spec.home_source = m_paths.state + "/" + relative;
+        spec.home_beneath = m_paths.state;
     }
     TRY(network_prepare(settings, ipc_dir, spec));
     spec.limits = limits_of(settings);

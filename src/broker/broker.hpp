@@ -286,6 +286,7 @@ private:
     std::unique_ptr<sandbox::CgroupRoot> m_cgroups;
     std::unique_ptr<sandbox::SeccompProgram> m_seccomp;
     sys::UniqueFd m_agent_exe;
+    sys::UniqueFd m_state_dir; // STATE, where compartment-owned folders are reached from (O_PATH)
     sys::UniqueFd m_lock;
     sys::UniqueFd m_epoll;
     sys::UniqueFd m_signals;

@@ -90,16 +90,28 @@ std::string join(std::string const& dir, std::string_view name)
     return dir == "/" ? "/" + std::string(name) : dir + "/" + std::string(name);
 }
 
-// A detached copy of the host mount tree at `source`, with `attrs` set on every mount in it.
-Result<HostEntry> open_host_tree(std::string const& source, std::string target, uint64_t attrs)
+// A detached copy of the host mount tree at `source`, with `attrs` set on every mount in it. With
+// `beneath` (Bind::beneath), the part of `source` below it is walked from it without following any
+// link: a link a compartment planted there makes this fail instead of binding what it points at.
+Result<HostEntry> open_host_tree(std::string const& source, std::string target, uint64_t attrs,
+                                 std::string const& beneath = {})
 {
+    sys::UniqueFd walked;
+    if (!beneath.empty()) {
+        auto root = TRY(sys::open_path(beneath, O_PATH | O_DIRECTORY | O_NOFOLLOW));
+        auto found = sys::open_beneath(root.get(), source.substr(beneath.size() + 1), O_PATH | O_NOFOLLOW);
+        if (found.is_error())
+            return Error::from_message(source + " is not a directory of its own (a link, or another file, is in its "
+                                       "place): " + found.error().message());
+        walked = found.release_value();
+    }
     struct stat st {};
-    if (::stat(source.c_str(), &st) < 0)
+    if ((walked ? ::fstat(walked.get(), &st) : ::stat(source.c_str(), &st)) < 0)
         return Error::from_syscall("stat", source, errno);
     HostEntry entry;
     entry.target = std::move(target);
     entry.directory = S_ISDIR(st.st_mode);
-    entry.tree = TRY(sys::clone_tree(AT_FDCWD, source));
+    entry.tree = TRY(walked ? sys::clone_tree(walked.get(), "") : sys::clone_tree(AT_FDCWD, source));
     TRY_CTX(sys::mount_setattr_fd(entry.tree.get(), attrs, 0, sys::Recursive::Yes), source);
     return entry;
 }
@@ -337,10 +349,11 @@ Result<HostSources> open_host_sources(Spec const& spec, std::string const& mount
     for (size_t i = 0; i < spec.binds.size(); ++i) {
         auto const& b = spec.binds[i];
         uint64_t attrs = attr_nosuid_nodev | (b.mode == AccessMode::ReadOnly ? MOUNT_ATTR_RDONLY : 0);
-        sources.binds.push_back(TRY_CTX(open_host_tree(b.source, b.target.substr(1), attrs), "binds[" + std::to_string(i) + "]"));
+        sources.binds.push_back(
+            TRY_CTX(open_host_tree(b.source, b.target.substr(1), attrs, b.beneath), "binds[" + std::to_string(i) + "]"));
     }
     if (spec.home_source)
-        sources.home = TRY_CTX(open_host_tree(*spec.home_source, "home/user", attr_nosuid_nodev), "home");
+        sources.home = TRY_CTX(open_host_tree(*spec.home_source, "home/user", attr_nosuid_nodev, spec.home_beneath), "home");
     return sources;
 }
 

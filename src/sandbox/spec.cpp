@@ -107,6 +107,8 @@ Status validate(Spec const& spec)
         std::string field = "binds[" + std::to_string(i) + "]";
         if (!clean_absolute(bind.source))
             return field_error(field + ".source", "'" + bind.source + "' must be an absolute path without '.' or '..'");
+        if (!bind.beneath.empty() && !bind.source.starts_with(bind.beneath + "/"))
+            return field_error(field + ".beneath", "'" + bind.source + "' is not beneath '" + bind.beneath + "'");
         struct stat st {};
         if (::stat(bind.source.c_str(), &st) < 0)
             return field_error(field + ".source", "'" + bind.source + "' does not exist");
@@ -120,6 +122,8 @@ Status validate(Spec const& spec)
     if (spec.home_source) {
         if (!clean_absolute(*spec.home_source))
             return field_error("home", "'" + *spec.home_source + "' must be an absolute path without '.' or '..'");
+        if (!spec.home_beneath.empty() && !spec.home_source->starts_with(spec.home_beneath + "/"))
+            return field_error("home_beneath", "'" + *spec.home_source + "' is not beneath '" + spec.home_beneath + "'");
         TRY(expect_directory("home", *spec.home_source));
     }
 

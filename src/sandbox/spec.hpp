@@ -33,6 +33,11 @@ struct Bind {
     std::string source; // absolute host path; must exist
     std::string target; // absolute path inside the compartment
     AccessMode mode = AccessMode::ReadOnly;
+    // For a source beneath a place a compartment can write: a directory of `source`'s own, whose path
+    // no compartment controls (e.g. STATE). The part of `source` below it is then walked from it
+    // without following any link or leaving it (openat2 RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS), in the
+    // compartment's own mount namespace, and the bind is made from what that walk found.
+    std::string beneath;
 };
 
 // The least memory limit a compartment starts with; 0 means no limit.
@@ -70,6 +75,7 @@ struct Spec {
     uid_t host_id_base = 0;    // first host uid/gid of this compartment's 65536-id block
     std::vector<Bind> binds;   // extra binds (volumes, tools); applied after the root is built
     std::optional<std::string> home_source; // host dir bound rw at /home/user; else a scratch tmpfs
+    std::string home_beneath;      // as Bind::beneath, for home_source
     Limits limits;
     RunAs run_as = RunAs::User;
     std::vector<std::string> argv; // the command, run by a PID 1 of the engine's (no agent)
