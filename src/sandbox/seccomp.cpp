@@ -185,6 +185,38 @@ Status add_default_rules(void* ctx)
     return {};
 }
 
+// What the broker (and every helper it starts, and every compartment it makes, under their own
+// filters) never needs: debugging other processes, the kernel's code and clock, keys, BPF,
+// performance counters, page-fault handling in user space, handles to files by number, io_uring,
+// swap and accounting. Names the running libseccomp does not know are skipped.
+constexpr char const* broker_denied_syscalls[] = {
+    "process_vm_readv", "process_vm_writev", "kcmp", "pidfd_getfd",
+    "kexec_load", "kexec_file_load", "init_module", "finit_module", "delete_module", "create_module",
+    "bpf", "perf_event_open", "userfaultfd", "keyctl", "add_key", "request_key",
+    "reboot", "settimeofday", "clock_settime", "clock_adjtime", "adjtimex", "stime",
+    "iopl", "ioperm", "lookup_dcookie", "open_by_handle_at", "name_to_handle_at", "quotactl", "quotactl_fd",
+    "acct", "swapon", "swapoff", "vhangup", "syslog", "uselib", "nfsservctl", "_sysctl",
+    "io_uring_setup", "io_uring_enter", "io_uring_register", "fanotify_init",
+#if !defined(__SANITIZE_ADDRESS__)
+    // A sanitizer build keeps ptrace: LeakSanitizer stops the world with it at the broker's exit.
+    "ptrace",
+#endif
+};
+
+Status add_broker_rules(void* ctx)
+{
+    for (char const* name : broker_denied_syscalls) {
+        int nr = seccomp_syscall_resolve_name(name);
+        if (nr == __NR_SCMP_ERROR)
+            continue;
+        TRY_CTX(check_rc(seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), nr, 0), "seccomp_rule_add"), name);
+    }
+    // personality is left to the compartments' own filter (only the harmless personas): "any persona
+    // but these four" needs two comparisons of one argument in a rule, which libseccomp refuses, and
+    // the broker never calls it.
+    return {};
+}
+
 // Exports the compiled filter through a memfd and reads it back as sock_filter instructions.
 Result<std::vector<sock_filter>> export_program(void* ctx)
 {
@@ -206,8 +238,9 @@ Result<std::vector<sock_filter>> export_program(void* ctx)
 
 Result<SeccompProgram> SeccompProgram::compile(SeccompProfile profile)
 {
-    // Last word of the policy: anything not allowed below is refused.
-    Context ctx(seccomp_init(SCMP_ACT_ERRNO(EPERM)));
+    // Last word of the policy: for compartments, anything not allowed below is refused; for the
+    // broker, anything not refused below is allowed.
+    Context ctx(seccomp_init(profile == SeccompProfile::Broker ? SCMP_ACT_ALLOW : SCMP_ACT_ERRNO(EPERM)));
     if (!ctx)
         return Error::from_message("seccomp_init failed");
     // The native architecture only; a syscall through another ABI ends the process.
@@ -217,6 +250,9 @@ Result<SeccompProgram> SeccompProgram::compile(SeccompProfile profile)
     switch (profile) {
     case SeccompProfile::Default:
         TRY(add_default_rules(ctx.get()));
+        break;
+    case SeccompProfile::Broker:
+        TRY(add_broker_rules(ctx.get()));
         break;
     }
     SeccompProgram program;

@@ -12,6 +12,7 @@ namespace bulkhead::sandbox {
 
 enum class SeccompProfile {
     Default, // the compartment payload: default deny (EPERM), allowlist of ordinary syscalls
+    Broker,  // the broker and its helpers: default allow, EPERM for what a broker never needs
 };
 
 class SeccompProgram {

@@ -16,6 +16,10 @@ constexpr sock_filter default_program[] = {
 #include "seccomp_default.inc"
 };
 
+constexpr sock_filter broker_program[] = {
+#include "seccomp_broker.inc"
+};
+
 } // namespace
 
 SeccompProgram SeccompProgram::prebuilt(SeccompProfile profile)
@@ -24,6 +28,9 @@ SeccompProgram SeccompProgram::prebuilt(SeccompProfile profile)
     switch (profile) {
     case SeccompProfile::Default:
         program.m_program.assign(std::begin(default_program), std::end(default_program));
+        break;
+    case SeccompProfile::Broker:
+        program.m_program.assign(std::begin(broker_program), std::end(broker_program));
         break;
     }
     return program;

@@ -15,6 +15,7 @@
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/ptrace.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -390,4 +391,64 @@ TEST_F(SeccompTest, OnlyNamespacedSocketFamilies)
         outcome = under_filter([family, &pair] { return ::syscall(SYS_socketpair, family, SOCK_STREAM, 0, pair); });
         EXPECT_EQ(outcome.error, EPERM) << family;
     }
+}
+
+// The broker's own filter (SeccompProfile::Broker): what a broker never needs is refused, what it
+// does (namespaces, mounts, netlink, forks) is not; the prebuilt program is the compiled one.
+TEST(SeccompBroker, RefusesWhatABrokerNeverNeedsAndAllowsItsWork)
+{
+    auto compiled = sandbox::SeccompProgram::compile(sandbox::SeccompProfile::Broker);
+    ASSERT_TRUE(compiled.has_value()) << compiled.error().message();
+    auto prebuilt = sandbox::SeccompProgram::prebuilt(sandbox::SeccompProfile::Broker);
+    ASSERT_EQ(prebuilt.instruction_count(), compiled.value().instruction_count());
+    for (size_t i = 0; i < prebuilt.instruction_count(); ++i) {
+        auto const& a = prebuilt.instructions()[i];
+        auto const& b = compiled.value().instructions()[i];
+        EXPECT_TRUE(a.code == b.code && a.jt == b.jt && a.jf == b.jf && a.k == b.k) << "instruction " << i;
+    }
+    auto errno_under_filter = [&](std::function<long()> const& call) {
+        pid_t pid = ::fork();
+        if (pid == 0) {
+            if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 || prebuilt.install().is_error())
+                ::_exit(255);
+            errno = 0;
+            long rc = call();
+            ::_exit(rc < 0 ? (errno & 0x7f) : 0);
+        }
+        int status = 0;
+        ::waitpid(pid, &status, 0);
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 254;
+    };
+    struct Refused {
+        char const* name;
+        std::function<long()> call;
+    };
+    for (auto const& refused : std::initializer_list<Refused> {
+             {"process_vm_readv", [] { return ::syscall(SYS_process_vm_readv, ::getppid(), nullptr, 0, nullptr, 0, 0); }},
+             {"bpf", [] { return ::syscall(SYS_bpf, 0, nullptr, 0); }},
+             {"perf_event_open", [] { return ::syscall(SYS_perf_event_open, nullptr, 0, -1, -1, 0); }},
+             {"keyctl", [] { return ::syscall(SYS_keyctl, 0, 0, 0, 0, 0); }},
+             {"add_key", [] { return ::syscall(SYS_add_key, "user", "x", "y", 1, 0); }},
+             {"userfaultfd", [] { return ::syscall(SYS_userfaultfd, 0); }},
+             {"init_module", [] { return ::syscall(SYS_init_module, nullptr, 0, ""); }},
+             {"kexec_load", [] { return ::syscall(SYS_kexec_load, 0, 0, nullptr, 0); }},
+             {"open_by_handle_at", [] { return ::syscall(SYS_open_by_handle_at, -1, nullptr, 0); }},
+             {"io_uring_setup", [] { return ::syscall(SYS_io_uring_setup, 1, nullptr); }},
+             {"settimeofday", [] { return ::syscall(SYS_settimeofday, nullptr, nullptr); }},
+             {"reboot", [] { return ::syscall(SYS_reboot, 0, 0, 0, nullptr); }},
+             {"pidfd_getfd", [] { return ::syscall(SYS_pidfd_getfd, -1, 0, 0); }},
+         })
+        EXPECT_EQ(errno_under_filter(refused.call), EPERM) << refused.name;
+#if !defined(__SANITIZE_ADDRESS__)
+    EXPECT_EQ(errno_under_filter([] { return ::syscall(SYS_ptrace, PTRACE_TRACEME, 0, nullptr, nullptr); }), EPERM);
+#endif
+    // The broker's work: a network namespace of its own, a mount in a mount namespace, a netlink socket.
+    EXPECT_EQ(errno_under_filter([] { return static_cast<long>(::unshare(CLONE_NEWNET | CLONE_NEWNS)); }), 0);
+    EXPECT_EQ(errno_under_filter([] {
+                  if (::unshare(CLONE_NEWNS) < 0)
+                      return -1L;
+                  return static_cast<long>(::mount("none", "/tmp", "tmpfs", 0, nullptr));
+              }),
+              0);
+    EXPECT_EQ(errno_under_filter([] { return static_cast<long>(::socket(AF_NETLINK, SOCK_RAW, 0)); }), 0);
 }
