@@ -217,8 +217,15 @@ void Broker::admin_ls(int client)
         entry["network_state"] = network_state(live, settings);
         if (live && !live->net_address.empty())
             entry["address"] = live->net_address;
-        entry["memory_limit"] = settings.memory_bytes;
+        auto limits = limits_of(settings);
+        entry["memory_limit"] = limits.memory_bytes; // 0: none
+        entry["pids_limit"] = limits.pids;
         entry["memory_bytes"] = nullptr;
+        if (live && live->sandbox) {
+            auto events = live->sandbox->cgroup().limit_events();
+            entry["oom_kills"] = events.oom_kills;
+            entry["pids_refused"] = events.pids_refused;
+        }
         if (live && live->sandbox) {
             entry["pid"] = live->sandbox->pid();
             if (auto used = live->sandbox->cgroup().memory_current(); used.has_value())

@@ -4,12 +4,14 @@
 
 #include "base/parse.hpp"
 #include "base/wire.hpp"
+#include "broker/confine.hpp"
 #include "broker/plan.hpp"
 #include "sandbox/seccomp.hpp"
 #include "sys/socket.hpp"
 #include "sys/syscalls.hpp"
 
 #include <algorithm>
+#include <nlohmann/json.hpp>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
@@ -21,6 +23,7 @@
 #include <sys/sendfile.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
+#include <sys/sysinfo.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
@@ -153,16 +156,36 @@ Status install_commands(int agent_exe, std::string const& bin_dir)
     return {};
 }
 
+} // namespace
+
+uint64_t host_memory_bytes()
+{
+    struct sysinfo info {};
+    if (::sysinfo(&info) < 0)
+        return 0;
+    return static_cast<uint64_t>(info.totalram) * info.mem_unit;
+}
+
 sandbox::Limits limits_of(config::Compartment const& settings)
 {
     sandbox::Limits limits;
-    limits.memory_bytes = settings.memory_bytes;
-    limits.pids = settings.pids;
+    // Limits by default: half the host's RAM, 4096 tasks; "none" lifts them.
+    limits.memory_bytes = settings.memory_none ? 0 : settings.memory_bytes != 0 ? settings.memory_bytes : host_memory_bytes() / 2;
+    limits.pids = settings.pids_none ? 0 : settings.pids != 0 ? settings.pids : default_pids;
     limits.cpu_millis = settings.cpu_millis;
     return limits;
 }
 
-} // namespace
+std::string limit_message(sandbox::Cgroup::LimitEvents const& before, sandbox::Cgroup::LimitEvents const& after,
+                          sandbox::Limits const& limits)
+{
+    std::string message;
+    if (after.oom_kills > before.oom_kills)
+        message = "out of memory (limit " + format_size(limits.memory_bytes) + ")";
+    if (after.pids_refused > before.pids_refused)
+        message += std::string(message.empty() ? "" : "; ") + "task limit (" + std::to_string(limits.pids) + ") reached";
+    return message;
+}
 
 Paths Paths::for_options(Options const& options)
 {
@@ -177,6 +200,9 @@ Result<std::unique_ptr<Broker>> Broker::create(Options const& options)
 {
     std::unique_ptr<Broker> broker(new Broker());
     TRY(broker->open_state(options));
+    // Confined before anything of a compartment's is touched: what follows (and every helper and
+    // compartment it starts) runs without the capabilities and system calls a broker never needs.
+    TRY_CTX(confine_broker(), "confining the broker");
     TRY(broker->reattach());
     TRY(broker->start_from_configuration(options));
     return broker;
@@ -713,6 +739,8 @@ void Broker::on_agent_readable(std::string const& name)
                 return agent_misbehaved(name, "the descriptor beside a tty start is not a pty master");
         }
         run->second.started = true;
+        if (live.sandbox)
+            run->second.limits_at_start = live.sandbox->cgroup().limit_events();
         ++live.running;
         std::vector<int> pass;
         for (auto const& fd : fds)
@@ -727,7 +755,17 @@ void Broker::on_agent_readable(std::string const& name)
             --live.running;
         auto run = live.runs.find(exited->id);
         int client = -1;
+        std::string done = R"({"ok":true,"done":true})";
         if (run != live.runs.end()) {
+            // A limit that bit while it ran is said, with the limit: "out of memory (limit 2G)".
+            if (live.sandbox) {
+                auto said = limit_message(run->second.limits_at_start, live.sandbox->cgroup().limit_events(),
+                                          limits_of(live.settings));
+                if (!said.empty()) {
+                    done = nlohmann::json {{"ok", true}, {"done", true}, {"limit", said}}.dump();
+                    log(name + ": " + said);
+                }
+            }
             client = run->second.client;
             if (client >= 0)
                 m_client_runs[client].erase({name, exited->id});
@@ -737,10 +775,10 @@ void Broker::on_agent_readable(std::string const& name)
         // command it was taken for, whatever else still runs in it.
         if (live.disposable && live.main_run != 0 && exited->id == live.main_run) {
             stop_compartment(name, "its command ended");
-            reply(client, R"({"ok":true,"done":true})");
+            reply(client, done);
             return;
         }
-        reply(client, R"({"ok":true,"done":true})");
+        reply(client, done);
         return;
     }
     auto const& failed = std::get<wire::Failed>(message.value());

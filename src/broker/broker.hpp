@@ -53,6 +53,14 @@ struct Paths {
 };
 
 // A run request waiting for, or being served by, a compartment's agent.
+// The limits a compartment runs with: its settings, with the defaults for what they leave out.
+inline constexpr uint64_t default_pids = 4096;
+uint64_t host_memory_bytes();
+sandbox::Limits limits_of(config::Compartment const& settings);
+// "out of memory (limit 2G)", "task limit (4096) reached", both, or "" if no limit bit in between.
+std::string limit_message(sandbox::Cgroup::LimitEvents const& before, sandbox::Cgroup::LimitEvents const& after,
+                          sandbox::Limits const& limits);
+
 struct PendingRun {
     uint32_t id = 0;
     int client = -1; // admin connection; -1 once it went away
@@ -61,6 +69,7 @@ struct PendingRun {
     std::vector<sys::UniqueFd> fds;     // what travels beside it
     bool sent = false;
     bool started = false;
+    sandbox::Cgroup::LimitEvents limits_at_start; // to tell at its end whether a limit bit meanwhile
 };
 
 enum class LiveState { Starting, Running };

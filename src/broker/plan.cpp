@@ -72,8 +72,14 @@ std::vector<std::string> differences(SystemConfig const& old_config, Compartment
     field("template", template_text(old_config, a.template_name), template_text(new_config, b.template_name), true);
     field("backend", a.backend == config::Backend::Vm ? "vm" : "sandbox", b.backend == config::Backend::Vm ? "vm" : "sandbox", true);
     field("network", a.network, b.network, true);
-    field("memory", size_text(a.memory_bytes), size_text(b.memory_bytes), true);
-    field("pids", a.pids == 0 ? "unlimited" : std::to_string(a.pids), b.pids == 0 ? "unlimited" : std::to_string(b.pids), true);
+    auto memory_text = [](config::Compartment const& c) {
+        return c.memory_none ? std::string("none") : c.memory_bytes == 0 ? std::string("default (half the RAM)") : size_text(c.memory_bytes);
+    };
+    auto pids_text = [](config::Compartment const& c) {
+        return c.pids_none ? std::string("none") : c.pids == 0 ? std::string("default (4096)") : std::to_string(c.pids);
+    };
+    field("memory", memory_text(a), memory_text(b), true);
+    field("pids", pids_text(a), pids_text(b), true);
     field("cpus", cpu_text(a.cpu_millis), cpu_text(b.cpu_millis), true);
     field("tags", join(a.tags), join(b.tags), false);
     field("autostart", yes_no(a.autostart), yes_no(b.autostart), false);

@@ -339,6 +339,9 @@ int relay(Session& session)
                 finish_terminal();
                 return report_failure(message.value().body);
             }
+            if (message.has_value() && !message.value().closed && message.value().body.contains("limit")
+                && message.value().body["limit"].is_string())
+                print_error(session.compartment + ": " + message.value().body["limit"].get<std::string>());
             if (message.is_error() || message.value().closed || message.value().body.value("done", false)) {
                 if ((message.is_error() || message.value().closed) && session.disposable)
                     print_error("lost the broker before the disposable was torn down; the next broker removes it");

@@ -381,7 +381,9 @@ void parse_compartment(Checker& check, toml::key const& key, toml::node const& n
     if (auto const* v = table->get("network"))
         c.network = check.string_at(*v, "network").value_or(c.network);
     if (auto const* v = table->get("memory")) {
-        if (auto text = check.string_at(*v, "memory")) {
+        if (auto text = check.string_at(*v, "memory"); text && *text == "none") {
+            c.memory_none = true;
+        } else if (text) {
             auto bytes = parse_size(*text);
             if (bytes.is_error())
                 check.error(*v, "memory: " + bytes.error().message());
@@ -392,8 +394,14 @@ void parse_compartment(Checker& check, toml::key const& key, toml::node const& n
                 c.memory_bytes = bytes.value();
         }
     }
-    if (auto const* v = table->get("pids"))
-        c.pids = static_cast<uint64_t>(check.integer_at(*v, "pids", 8, 4'194'304).value_or(0));
+    if (auto const* v = table->get("pids")) {
+        if (auto const* s = v->as_string(); s != nullptr && s->get() == "none")
+            c.pids_none = true;
+        else if (s != nullptr)
+            check.error(*v, "pids must be an integer or \"none\", not \"" + restore(s->get()) + "\"");
+        else
+            c.pids = static_cast<uint64_t>(check.integer_at(*v, "pids", 8, 4'194'304).value_or(0));
+    }
     if (auto const* v = table->get("cpus")) {
         std::optional<double> cpus;
         if (auto const* f = v->as_floating_point())

@@ -60,8 +60,12 @@ struct Compartment {
     std::string template_name = "host";
     Backend backend = Backend::Sandbox;
     std::string network = "none"; // "none" or the name of a compartment with provides_network
-    uint64_t memory_bytes = 0;    // 0 = no limit
-    uint64_t pids = 0;            // 0 = no limit
+    // Limits by default (DESIGN.md): with no `memory`, half of the host's RAM; with no `pids`, 4096
+    // tasks. `memory = "none"` / `pids = "none"` lift the limit (memory_none / pids_none).
+    uint64_t memory_bytes = 0;    // 0 = the default
+    uint64_t pids = 0;            // 0 = the default
+    bool memory_none = false;
+    bool pids_none = false;
     uint32_t cpu_millis = 0;      // 0 = no limit; 1000 = one CPU
     std::vector<std::string> tags;
     bool autostart = false;

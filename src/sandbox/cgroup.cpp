@@ -264,6 +264,32 @@ public:
         return Error::from_message("no memory controller");
     }
 
+    LimitEvents limit_events() const override
+    {
+        LimitEvents events;
+        // "KEY VALUE" lines; a missing file or key counts as none.
+        auto value_of = [](std::string const& file, std::string_view key) -> uint64_t {
+            auto text = sys::read_file(file);
+            if (text.is_error())
+                return 0;
+            for (auto line : split(text.value(), '\n')) {
+                line = trim(line);
+                if (line.starts_with(key) && line.size() > key.size() && line[key.size()] == ' ') {
+                    auto number = parse_uint(trim(line.substr(key.size())));
+                    return number.has_value() ? number.value() : 0;
+                }
+            }
+            return 0;
+        };
+        for (auto const& [dir, hierarchy] : m_dirs) {
+            if (hierarchy->has("memory"))
+                events.oom_kills = value_of(dir + (m_mode == CgroupMode::V2 ? "/memory.events" : "/memory.oom_control"), "oom_kill");
+            if (hierarchy->has("pids"))
+                events.pids_refused = value_of(dir + "/pids.events", "max");
+        }
+        return events;
+    }
+
     void forget() override { m_removed = true; }
 
     Result<bool> contains(pid_t pid) const override

@@ -47,6 +47,13 @@ public:
     virtual Status remove() = 0;
     // Current memory use in bytes.
     virtual Result<uint64_t> memory_current() const = 0;
+    // How often a limit has bitten so far: processes killed for memory (memory.events / v1
+    // memory.oom_control "oom_kill"), forks refused at the task limit (pids.events "max").
+    struct LimitEvents {
+        uint64_t oom_kills = 0;
+        uint64_t pids_refused = 0;
+    };
+    virtual LimitEvents limit_events() const = 0;
     // Lets go of the cgroup without removing it (its compartment outlives this process).
     virtual void forget() = 0;
     // Whether `pid` is a member (checked in the first hierarchy).

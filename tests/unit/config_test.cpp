@@ -135,7 +135,7 @@ INSTANTIATE_TEST_SUITE_P(
         Broken {"bad_label", "[compartments.a]\nlabel = \"pink\"\n",
                 "bad.toml:2:9: error: label 'pink': expected one of red orange yellow green gray blue purple black"},
         Broken {"label_wrong_type", "[compartments.a]\nlabel = 3\n", "bad.toml:2:9: error: label must be a string, not an integer"},
-        Broken {"pids_wrong_type", "[compartments.a]\npids = \"many\"\n", "bad.toml:2:8: error: pids must be an integer, not a string"},
+        Broken {"pids_wrong_type", "[compartments.a]\npids = \"many\"\n", "bad.toml:2:8: error: pids must be an integer or \"none\", not \"many\""},
         Broken {"pids_too_small", "[compartments.a]\npids = 1\n", "bad.toml:2:8: error: pids must be between 8 and 4194304"},
         Broken {"memory_unparsable", "[compartments.a]\nmemory = \"lots\"\n",
                 "bad.toml:2:10: error: memory: cannot parse 'lots' as a size (a number with an optional unit K, M, G or T, e.g. 512M)"},
