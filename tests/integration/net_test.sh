@@ -267,8 +267,26 @@ got=$("$B" run sys-host -- python3 -c "$CONNECT" 198.18.1.2 8099 2>&1)
 [[ $got != "host service" ]] && pass "host-uplink-provider-cannot-reach-the-host ($got)" || fail "host-uplink-provider-cannot-reach-the-host: $got"
 HOST_TABLE=$(nft list tables | grep -o "bulkhead-[0-9a-f]*" | head -1)
 [[ -n $HOST_TABLE ]] && pass "host-table-while-a-host-uplink-runs ($HOST_TABLE)" || fail "host-table-while-a-host-uplink-runs"
+check host-uplink-client-stops 0 "" -- "$B" stop hostclient
 check host-uplink-provider-stops 0 "" -- "$B" stop sys-host
 [[ -n $HOST_TABLE ]] && ! nft list table ip "$HOST_TABLE" >/dev/null 2>&1 && pass "host-table-removed-with-the-last-host-uplink" || fail "host-table-removed-with-the-last-host-uplink"
+
+# ---- the embedded default system: a disposable of untrusted reaches a server beyond sys-net (started
+# with it, uplink = "host") and vault reaches nothing ----
+ROOT2=$ROOT/default
+mkdir -p "$ROOT2"
+"$B" daemon --root "$ROOT2" >>"$ROOT2/daemon.log" 2>&1 &
+DAEMON2=$!
+for _ in $(seq 100); do "$B" ls --root "$ROOT2" >/dev/null 2>&1 && break; sleep 0.1; done
+got=$("$B" run --root "$ROOT2" --disposable -- python3 -c "$CONNECT" 198.18.1.1 8080 2>&1)
+expect default-system-disposable-reaches-beyond-sys-net "hello from the host side to 198.18.1.2" "$got"
+got=$("$B" run --root "$ROOT2" vault -- python3 -c "$CONNECT" 198.18.1.1 8080 2>&1)
+expect default-system-vault-reaches-nothing ENETUNREACH "$got"
+for name in $("$B" ls --root "$ROOT2" --json | python3 -c 'import json,sys; [print(c["name"]) for c in json.load(sys.stdin)["compartments"] if c["state"] != "stopped"]'); do
+    "$B" stop --root "$ROOT2" "$name" >/dev/null 2>&1
+done
+kill "$DAEMON2"
+wait "$DAEMON2" 2>/dev/null
 
 # ---- teardown leaves nothing ----
 stop_compartments
