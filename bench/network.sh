@@ -8,8 +8,8 @@
 # last one allows the server: client -> firewall namespace (nftables: anti-spoofing, the client's
 # chain) -> sys-net (masquerade) -> sink, three veth hops. `iperf3 -c` runs inside work.
 # peer: iperf3 -c in a namespace joined to a second sink by one veth pair (no NAT, no rules).
-# slirp4netns and pasta (user-space stacks), measured the same way when installed: a namespace whose
-# only way out is the stack, to a sink the host routes to.
+# slirp4netns (a user-space stack), measured the same way when installed: a namespace whose only way
+# out is the stack, to the sink the host routes to (before sys-net takes the uplink).
 # Every packet stays in namespaces this script makes (198.18.0.0/15); nothing leaves the machine.
 #
 # Each side runs `iperf3 -t BENCH_NET_SECONDS` BENCH_NET_ROUNDS times, alternating; the figure is the
@@ -73,6 +73,25 @@ ip netns exec "$DSINK" iperf3 -s -B 198.18.0.1 -p "$PORT" -D
 ip netns exec "$DSINK" python3 -c "$ACCEPT" &
 ACCEPTERS+=($!)
 
+gbits() { python3 -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"] / 1e9)'; }
+
+# slirp4netns, while the uplink veth is still the host's: a namespace whose only way out is slirp's
+# user-space stack, to the same sink (the host routes to it through that veth).
+slirp=()
+if command -v slirp4netns >/dev/null; then
+    unshare -n sleep 600 &
+    HOLDER=$!
+    sleep 0.3
+    slirp4netns --configure --mtu=65520 --disable-host-loopback "$HOLDER" tap0 >/dev/null 2>&1 &
+    SLIRP=$!
+    bench_extra_cleanup+=("kill $SLIRP $HOLDER")
+    sleep 1
+    for _ in $(seq "$ROUNDS"); do
+        slirp+=("$(nsenter -t "$HOLDER" -n iperf3 -c 198.18.0.1 -p "$PORT" -t "$SECONDS_EACH" -J | gbits)")
+    done
+    kill "$SLIRP" "$HOLDER" 2>/dev/null || true
+fi
+
 rules='"allow dns"'
 for i in $(seq 19); do rules+=", \"deny tcp $((1000 + i)) to 203.0.113.$i\""; done
 rules+=", \"allow tcp $PORT to 198.18.0.1\", \"allow tcp 5399 to 198.18.0.1\""
@@ -105,7 +124,6 @@ network = \"sys-net\""
 "$BULKHEAD" start --root "$BENCH_ROOT" work >/dev/null
 sleep 0.5
 
-gbits() { python3 -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"] / 1e9)'; }
 ours=()
 peer=()
 for _ in $(seq "$ROUNDS"); do
@@ -132,13 +150,15 @@ hyperfine -N --style basic --warmup 5 --runs "${BENCH_NET_START_RUNS:-60}" --exp
     --command-name "no network" "$BULKHEAD run --root $BENCH_ROOT --disposable untrusted -- true" \
     --command-name "behind sys-net" "$BULKHEAD run --root $BENCH_ROOT --disposable untrusted-net -- true" >&2
 
-python3 - "$start_raw" "$connect_ours" "$connect_peer" "${ours[@]}" -- "${peer[@]}" <<'EOF'
+python3 - "$start_raw" "$connect_ours" "$connect_peer" "${ours[@]}" -- "${peer[@]}" -- "${slirp[@]}" <<'EOF'
 import json, statistics, sys
 raw, connect_ours, connect_peer = sys.argv[1:4]
 rest = sys.argv[4:]
-split = rest.index("--")
-ours = [float(x) for x in rest[:split]]
-peer = [float(x) for x in rest[split + 1:]]
+first = rest.index("--")
+second = rest.index("--", first + 1)
+ours = [float(x) for x in rest[:first]]
+peer = [float(x) for x in rest[first + 1:second]]
+slirp = [float(x) for x in rest[second + 1:]]
 def side(label, values, command):
     return {"label": label, "command": command, "median_ms": statistics.median(values), "mean_ms": statistics.mean(values),
             "stddev_ms": statistics.stdev(values) if len(values) > 1 else 0.0, "min_ms": min(values),
@@ -148,6 +168,9 @@ details = [
     "ratio here = bulkhead Gbit/s / peer Gbit/s: higher is better (target 0.8)",
     f"path: client -> firewall namespace (anti-spoofing set, a 20-rule chain matched at its last rule) -> sys-net (masquerade) -> sink: three veth hops",
     f"connection setup (connect, median of 200): through sys-net {float(connect_ours):.3f} ms, direct veth {float(connect_peer):.3f} ms",
+    (f"slirp4netns 1.2 (--mtu=65520), same sink, same run: median {statistics.median(slirp):.2f} Gbit/s; "
+     f"bulkhead / slirp4netns = {statistics.median(ours) / statistics.median(slirp):.2f}" if slirp else "slirp4netns not installed"),
+    "pasta is not measured: as root it drops to nobody and cannot join a namespace made by root here",
     f"disposable start, run --disposable -- true (median of hyperfine runs): no network {starts['no network']:.2f} ms, behind sys-net {starts['behind sys-net']:.2f} ms (+{starts['behind sys-net'] - starts['no network']:.2f} ms: the veth, the client's rules and addresses through bulkhead-net)",
 ]
 print(json.dumps({"figure": "network: TCP throughput, client through its network compartment (iperf3)", "unit": "Gbit/s",
