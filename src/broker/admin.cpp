@@ -4,6 +4,8 @@
 // nlohmann-json is used in its non-throwing mode, and every field is type-checked before use.
 #include "broker/broker.hpp"
 
+#include "broker/admin_request.hpp"
+
 #include "base/parse.hpp"
 #include "base/wire.hpp"
 #include "sys/socket.hpp"
@@ -19,79 +21,6 @@ namespace bulkhead::broker {
 namespace {
 
 using nlohmann::json;
-
-// Reads typed fields; the first wrong one is remembered.
-class Fields {
-public:
-    explicit Fields(json const& object) : m_object(object) {}
-
-    std::string string(char const* key, bool required = false)
-    {
-        auto found = m_object.find(key);
-        if (found == m_object.end()) {
-            if (required)
-                fail(std::string("missing field '") + key + "'");
-            return {};
-        }
-        if (!found->is_string()) {
-            fail(std::string("field '") + key + "' must be a string");
-            return {};
-        }
-        return found->get_ref<std::string const&>();
-    }
-    bool boolean(char const* key)
-    {
-        auto found = m_object.find(key);
-        if (found == m_object.end())
-            return false;
-        if (!found->is_boolean()) {
-            fail(std::string("field '") + key + "' must be true or false");
-            return false;
-        }
-        return found->get<bool>();
-    }
-    uint32_t number(char const* key, uint32_t max)
-    {
-        auto found = m_object.find(key);
-        if (found == m_object.end())
-            return 0;
-        if (!found->is_number_unsigned() || found->get<uint64_t>() > max) {
-            fail(std::string("field '") + key + "' must be a number up to " + std::to_string(max));
-            return 0;
-        }
-        return static_cast<uint32_t>(found->get<uint64_t>());
-    }
-    std::vector<std::string> strings(char const* key)
-    {
-        std::vector<std::string> out;
-        auto found = m_object.find(key);
-        if (found == m_object.end())
-            return out;
-        if (!found->is_array() || found->size() > wire::max_list_items) {
-            fail(std::string("field '") + key + "' must be a list of strings");
-            return out;
-        }
-        for (auto const& item : *found) {
-            if (!item.is_string() || item.get_ref<std::string const&>().find('\0') != std::string::npos) {
-                fail(std::string("field '") + key + "' must be a list of strings without NUL");
-                return {};
-            }
-            out.push_back(item.get<std::string>());
-        }
-        return out;
-    }
-    bool has(char const* key) const { return m_object.contains(key); }
-    std::string const& error() const { return m_error; }
-
-private:
-    void fail(std::string message)
-    {
-        if (m_error.empty())
-            m_error = std::move(message);
-    }
-    json const& m_object;
-    std::string m_error;
-};
 
 std::string lines_json(std::vector<std::string> const& lines, std::string const& key, json extra = json::object())
 {
@@ -129,79 +58,34 @@ void Broker::reply_error(int client, std::string const& message, int exit_code)
 
 void Broker::handle_admin(int client, std::vector<uint8_t> const& bytes, std::vector<sys::UniqueFd> fds)
 {
-    json request = json::parse(bytes.begin(), bytes.end(), nullptr, false);
-    if (request.is_discarded() || !request.is_object())
-        return reply_error(client, "malformed request: not a JSON object", 2);
-    Fields fields(request);
-    std::string op = fields.string("op", true);
-    if (!fields.error().empty())
-        return reply_error(client, "malformed request: " + fields.error(), 2);
-    if (op != "run" && !fds.empty())
-        return reply_error(client, "malformed request: descriptors beside '" + op + "'", 2);
-
+    auto decoded = decode_admin_request(bytes, fds.size());
+    if (decoded.is_error())
+        return reply_error(client, decoded.error().message(), 2);
+    AdminRequest& request = decoded.value();
+    auto const& op = request.op;
     if (op == "ls")
         return admin_ls(client);
     if (op == "net")
         return reply(client, json {{"ok", true}, {"clients", network_report()}}.dump());
-    if (op == "plan" || op == "apply") {
-        std::string text = fields.string("config");
-        std::string file = fields.string("file");
-        std::string policy_dir = fields.string("policy_dir");
-        if (!fields.error().empty())
-            return reply_error(client, "malformed request: " + fields.error(), 2);
-        return admin_apply(client, op, text, file, policy_dir);
-    }
-    if (op == "policy_check") {
-        std::string source = fields.string("source", true);
-        std::string target = fields.string("target", true);
-        std::string service = fields.string("service", true);
-        std::string arg = fields.string("arg");
-        bool explain = fields.boolean("explain");
-        if (!fields.error().empty())
-            return reply_error(client, "malformed request: " + fields.error(), 2);
-        return admin_policy_check(client, source, target, service, arg, explain);
-    }
+    if (op == "plan" || op == "apply")
+        return admin_apply(client, op, request.config, request.file, request.policy_dir);
+    if (op == "policy_check")
+        return admin_policy_check(client, request.source, request.target, request.service, request.arg, request.explain);
     if (op == "pending")
         return admin_pending(client);
-    if (op == "approve" || op == "deny") {
-        auto found = request.find("id");
-        std::string target = fields.string("target");
-        if (found == request.end() || !found->is_number_unsigned() || !fields.error().empty())
-            return reply_error(client, "malformed request: " + (fields.error().empty() ? std::string("'id' must be a number") : fields.error()), 2);
-        return admin_answer(client, op == "approve", found->get<uint64_t>(), target);
-    }
-    if (op == "audit") {
-        auto after = request.find("after");
-        uint64_t from = after != request.end() && after->is_number_unsigned() ? after->get<uint64_t>() : 0;
-        // One reply is one SOCK_SEQPACKET record, which must fit the socket's buffer: pages of 256.
-        uint32_t limit = fields.number("limit", 256);
-        return admin_audit(client, from, limit == 0 ? 256 : limit);
-    }
+    if (op == "approve" || op == "deny")
+        return admin_answer(client, op == "approve", request.id, request.target);
+    if (op == "audit")
+        return admin_audit(client, request.after, request.limit);
     if (op == "audit_verify")
         return admin_audit_verify(client);
     if (op == "rollback")
         return admin_rollback(client);
-    if (op == "start" || op == "stop" || op == "restart") {
-        std::string name = fields.string("name", true);
-        if (!fields.error().empty())
-            return reply_error(client, "malformed request: " + fields.error(), 2);
-        return admin_lifecycle(client, op, name);
-    }
-    if (op == "run") {
-        std::string name = fields.string("name");
-        std::string templ = fields.string("template");
-        bool disposable = fields.boolean("disposable");
-        auto argv = fields.strings("argv");
-        std::string user = fields.has("user") ? fields.string("user") : "user";
-        bool tty = fields.boolean("tty");
-        uint32_t rows = fields.number("rows", 0xffff);
-        uint32_t cols = fields.number("cols", 0xffff);
-        std::string term = fields.string("term");
-        if (!fields.error().empty())
-            return reply_error(client, "malformed request: " + fields.error(), 2);
-        return admin_run(client, name, templ, disposable, std::move(argv), user, tty, rows, cols, term, std::move(fds));
-    }
-    reply_error(client, "unknown request '" + op + "'", 2);
+    if (op == "start" || op == "stop" || op == "restart")
+        return admin_lifecycle(client, op, request.name);
+    // run: what decode_admin_request leaves
+    admin_run(client, request.name, request.templ, request.disposable, std::move(request.argv), request.user, request.tty,
+              request.rows, request.cols, request.term, std::move(fds));
 }
 
 void Broker::admin_ls(int client)
