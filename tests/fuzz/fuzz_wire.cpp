@@ -1,5 +1,6 @@
-// Fuzzes the agent protocol's decoders (src/base/wire.hpp) with records as a hostile peer could send
-// them. Besides "no crash, no sanitizer report", for every input and both sides:
+// Fuzzes the agent protocol's decoders (src/base/wire.hpp), and decode_call / decode_call_reply (a
+// call from any process in any compartment, and its answer), with records as a hostile peer could
+// send them; a decoded call's words are checked against their alphabet. Besides "no crash, no sanitizer report", for every input and both sides:
 //   a record either decodes or fails with a message, and never decodes on both sides (the type
 //   spaces are disjoint);
 //   what decodes re-encodes to the very bytes that were decoded (the format has one encoding per
@@ -111,6 +112,33 @@ void check_agent(std::span<uint8_t const> record)
     check(encode(again.value()) == encoded, "an agent message changes on encode -> decode -> encode");
 }
 
+// A call from any process in any compartment (decode_call), and the broker's answer to it.
+void check_call(std::span<uint8_t const> record)
+{
+    auto decoded = decode_call(record);
+    if (decoded.is_error()) {
+        check(!decoded.error().message().empty(), "decode_call fails without a message");
+    } else {
+        Call const& call = decoded.value();
+        check(record.size() <= max_caller_record, "decode_call accepts a record over max_caller_record");
+        check(valid_service_name(call.service), "decode_call accepts a service name outside its alphabet");
+        check(valid_service_arg(call.arg), "decode_call accepts an argument outside its alphabet");
+        check(valid_call_target(call.target), "decode_call accepts a target outside its alphabet");
+        check(call.service.find('+') == std::string::npos, "a service name hides an argument");
+        std::vector<uint8_t> const encoded = encode(call);
+        check(std::equal(encoded.begin(), encoded.end(), record.begin(), record.end()),
+              "a decoded call re-encodes to other bytes than it was decoded from");
+    }
+    auto reply = decode_call_reply(record);
+    if (reply.is_error()) {
+        check(!reply.error().message().empty(), "decode_call_reply fails without a message");
+        return;
+    }
+    std::vector<uint8_t> const encoded = encode(reply.value());
+    check(std::equal(encoded.begin(), encoded.end(), record.begin(), record.end()),
+          "a decoded call reply re-encodes to other bytes than it was decoded from");
+}
+
 } // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(uint8_t const* data, size_t size)
@@ -118,5 +146,6 @@ extern "C" int LLVMFuzzerTestOneInput(uint8_t const* data, size_t size)
     std::span<uint8_t const> const record(data, size);
     check_broker(record);
     check_agent(record);
+    check_call(record);
     return 0;
 }
