@@ -39,7 +39,7 @@ step "bulkhead ls"
 step "bulkhead run work -- ...   (persistent: the home survives)"
 "$B" run work -- sh -c 'echo "quarterly plans" > ~/plans.txt; echo "in $(hostname) as $(id -un) (uid $(id -u)); wrote ~/plans.txt"; ls -l ~/plans.txt'
 work_pid=$("$B" ls --json | python3 -c 'import json,sys; print(next(c["pid"] for c in json.load(sys.stdin)["compartments"] if c["name"] == "work"))')
-echo "  on the host: $ROOT/state/compartments/work/home/plans.txt = $(cat "$ROOT/state/compartments/work/home/plans.txt")"
+echo "  on the host (its home image, mounted while it runs): $ROOT/run/homes/work/plans.txt = $(cat "$ROOT/run/homes/work/plans.txt")"
 
 step "bulkhead run --disposable -- ...   (a fresh disposable of untrusted, destroyed on exit)"
 disp=$("$B" run --disposable -- hostname)
@@ -49,7 +49,7 @@ echo "  ran in $disp; now: $("$B" ls --json | python3 -c "import json,sys; print
 step "what a disposable of untrusted cannot do to work (tried as root inside)"
 D=("$B" run --user root --disposable --)
 proof "read work's home by its path inside (/home/user/plans.txt)" "${D[@]}" cat /home/user/plans.txt
-proof "read work's home by its host path" "${D[@]}" cat "$ROOT/state/compartments/work/home/plans.txt"
+proof "read work's home by its host path" "${D[@]}" cat "$ROOT/run/homes/work/plans.txt"
 proof "see work's agent in /proc (host pid $work_pid)" "${D[@]}" test -e "/proc/$work_pid"
 proof "signal work's agent" "${D[@]}" kill -0 "$work_pid"
 proof "reach the admin socket" "${D[@]}" test -e "$ROOT/run/admin.sock"

@@ -831,6 +831,8 @@ Result<Live*> Broker::start_compartment(config::Compartment const& settings, boo
             (void)sys::remove_tree(ipc_dir);
             if (disposable)
                 (void)broker->m_db->free_slot(name);
+            else
+                broker->unmount_home_image(name);
         }
     } undo {this, ipc_dir, name, disposable};
 
@@ -856,11 +858,14 @@ Result<Live*> Broker::start_compartment(config::Compartment const& settings, boo
         bind.beneath = m_paths.state;
         spec.binds.push_back(bind);
     }
-    if (!disposable) {
+    if (!disposable && settings.disk_none) {
         std::string relative = "compartments/" + name + "/home";
         TRY_CTX(owned_dir_beneath(m_state_dir.get(), relative, user), "home");
         spec.home_source = m_paths.state + "/" + relative;
         spec.home_beneath = m_paths.state;
+    } else if (!disposable) {
+        spec.home_source = TRY_CTX(mount_home_image(settings, user), "home");
+        spec.home_beneath = m_paths.run + "/homes";
     }
     TRY(network_prepare(settings, ipc_dir, spec));
     spec.limits = limits_of(settings);
@@ -1070,6 +1075,8 @@ void Broker::stop_compartment(std::string const& name, std::string const& why)
     }
     (void)sys::remove_tree(m_paths.run + "/ipc/" + name);
     network_stopped(live);
+    if (!live.disposable)
+        unmount_home_image(name);
     if (auto gone = check_gone(name, cgroup_dirs); gone.is_error())
         log(name + ": not fully removed: " + gone.error().message());
     (void)m_db->remove_running(name);

@@ -174,6 +174,10 @@ private:
     // name: always for a persistent one, only for its owner for a disposable.
     static bool reachable_by(Live const& live, std::string const& caller);
     void stop_compartment(std::string const& name, std::string const& why);
+    // Persistent homes as images of `disk` size (home_image.cpp).
+    std::string home_mount_point(std::string const& name) const;
+    Result<std::string> mount_home_image(config::Compartment const& settings, uid_t user);
+    void unmount_home_image(std::string const& name);
 
     // The network (network.cpp): plumbing through bulkhead-net, one ordered request per change.
     std::string net_helper_path() const;

@@ -78,7 +78,11 @@ std::vector<std::string> differences(SystemConfig const& old_config, Compartment
     auto pids_text = [](config::Compartment const& c) {
         return c.pids_none ? std::string("none") : c.pids == 0 ? std::string("default (4096)") : std::to_string(c.pids);
     };
+    auto disk_text = [](config::Compartment const& c) {
+        return c.disk_none ? std::string("none") : c.disk_bytes == 0 ? std::string("default (10G)") : size_text(c.disk_bytes);
+    };
     field("memory", memory_text(a), memory_text(b), true);
+    field("disk", disk_text(a), disk_text(b), true);
     field("pids", pids_text(a), pids_text(b), true);
     field("cpus", cpu_text(a.cpu_millis), cpu_text(b.cpu_millis), true);
     field("tags", join(a.tags), join(b.tags), false);

@@ -365,7 +365,7 @@ void parse_compartment(Checker& check, toml::key const& key, toml::node const& n
         return;
     check.only_keys(*table,
                     {"label", "template", "backend", "network", "memory", "pids", "cpus", "tags", "autostart",
-                     "mounts", "disposable_template", "provides_network", "uplink", "dns", "firewall", "preload", "max_disposables"},
+                     "mounts", "disposable_template", "provides_network", "uplink", "dns", "firewall", "preload", "max_disposables", "disk"},
                     what);
     if (auto const* v = table->get("label")) {
         auto text = check.string_at(*v, "label");
@@ -452,6 +452,19 @@ void parse_compartment(Checker& check, toml::key const& key, toml::node const& n
         c.preload = static_cast<uint32_t>(check.integer_at(*v, "preload", 0, 64).value_or(0));
         if (c.preload > 0 && !c.disposable_template)
             check.error(*v, "preload is only for compartments with disposable_template = true");
+    }
+    if (auto const* v = table->get("disk")) {
+        if (auto text = check.string_at(*v, "disk"); text && *text == "none") {
+            c.disk_none = true;
+        } else if (text) {
+            auto bytes = parse_size(*text);
+            if (bytes.is_error())
+                check.error(*v, "disk: " + bytes.error().message());
+            else if (bytes.value() < min_disk_bytes)
+                check.error(*v, "disk '" + *text + "' is less than the " + format_size(min_disk_bytes) + " a home needs");
+            else
+                c.disk_bytes = bytes.value();
+        }
     }
     if (auto const* v = table->get("max_disposables"))
         c.max_disposables = static_cast<uint32_t>(check.integer_at(*v, "max_disposables", 0, 1000).value_or(c.max_disposables));

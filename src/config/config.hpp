@@ -54,6 +54,9 @@ struct Mount {
     Position where;
 };
 
+inline constexpr uint64_t default_disk_bytes = 10ULL << 30;
+inline constexpr uint64_t min_disk_bytes = 16ULL << 20;
+
 struct Compartment {
     std::string name;
     Label label = Label::Gray;
@@ -66,6 +69,10 @@ struct Compartment {
     uint64_t pids = 0;            // 0 = the default
     bool memory_none = false;
     bool pids_none = false;
+    // What a persistent compartment's home may hold: an ext4 image of this size (sparse: it takes
+    // on the host only what is written). 0 = the default, 10G; disk_none: a plain directory, unbounded.
+    uint64_t disk_bytes = 0;
+    bool disk_none = false;
     uint32_t cpu_millis = 0;      // 0 = no limit; 1000 = one CPU
     std::vector<std::string> tags;
     bool autostart = false;

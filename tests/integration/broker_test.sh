@@ -63,8 +63,10 @@ got=$(head -c 100 /dev/zero | "$B" run work -- sh -c 'head -c 10 >/dev/null; exi
 [[ $got == code=4 ]] && pass "command-not-reading-stdin" || fail "command-not-reading-stdin: $got"
 
 # ---- persistent home ----
+# The home is an image in STATE (disk, default 10G), mounted under RUN while work runs.
+WORK_HOME=$ROOT/run/homes/work
 "$B" run work -- sh -c 'echo kept > ~/note' >/dev/null
-[[ $(cat "$ROOT/state/compartments/work/home/note" 2>/dev/null) == kept ]] && pass "home-on-host-in-STATE" || fail "home-on-host-in-STATE"
+[[ -f $ROOT/state/compartments/work/home.img && $(cat "$WORK_HOME/note" 2>/dev/null) == kept ]] && pass "home-image-in-STATE" || fail "home-image-in-STATE"
 "$B" restart work >/dev/null
 check home-survives-restart 0 "kept" -- "$B" run work -- cat /home/user/note
 work_pid=$(json_field work pid)
@@ -84,12 +86,12 @@ else
     fail "disposable-gone-after-exit: '$disp' still has traces"
 fi
 check disposable-layer-not-reused 1 "" -- "$B" run --disposable untrusted -- test -e /home/user/left-behind
-check disposable-cannot-see-work 1 "" -- "$B" run --disposable -- sh -c "test -e /home/user/note || test -e $ROOT/state/compartments/work/home/note || test -e /proc/$(json_field work pid)"
+check disposable-cannot-see-work 1 "" -- "$B" run --disposable -- sh -c "test -e /home/user/note || test -e $WORK_HOME/note || test -e $ROOT/state/compartments/work/home.img || test -e /proc/$(json_field work pid)"
 check disposable-exit-code 5 "" -- "$B" run --disposable -- sh -c 'exit 5'
 
 # ---- commands started by the agent are as confined as the engine's own (tests/escape probe) ----
 # (root inside holds no capability, so it cannot enter the user's 0700 home: it gets a copy in /root)
-cp "$PROBE" "$ROOT/state/compartments/work/home/probe"
+cp "$PROBE" "$WORK_HOME/probe"
 "$B" run work -- cp /home/user/probe /tmp/probe
 "$B" run --user root work -- sh -c 'cp /tmp/probe /root/probe && chmod 700 /root/probe' 
 for user in user root; do
@@ -104,7 +106,7 @@ for user in user root; do
         fi
     done
 done
-rm -f "$ROOT/state/compartments/work/home/probe"
+rm -f "$WORK_HOME/probe"
 
 # ---- ls ----
 out=$("$B" ls)
