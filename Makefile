@@ -29,10 +29,11 @@ FUZZ_CC ?= clang-$(LLVM_VERSION)
 FUZZ_CXX ?= clang++-$(LLVM_VERSION)
 
 # less: terminal_test.sh drives a full-screen program through the session filter.
-# libmnl, libnftables: bulkhead-net; nftables, iproute2: net_test.sh builds its test "internet" and looks at rules.
+# libmnl, libnftables: bulkhead-net; nftables, iproute2: net_test.sh builds its test "internet" and looks at rules;
+# e2fsprogs: persistent homes are ext4 images (mkfs.ext4, e2fsck, resize2fs).
 BUILD_PACKAGES := cmake g++ make pkg-config libseccomp-dev libgtest-dev libgmock-dev libbenchmark-dev \
 	libtomlplusplus-dev nlohmann-json3-dev libsodium-dev libsqlite3-dev libzstd-dev procps python3 less \
-	libmnl-dev libnftables-dev nftables iproute2
+	libmnl-dev libnftables-dev nftables iproute2 e2fsprogs
 # llvm-N brings llvm-symbolizer, so that fuzzer and sanitizer reports name functions and lines.
 FUZZ_PACKAGES := clang-$(LLVM_VERSION) libclang-rt-$(LLVM_VERSION)-dev llvm-$(LLVM_VERSION)
 BENCH_PACKAGES := bubblewrap hyperfine python3 iperf3 iproute2
