@@ -133,7 +133,10 @@ void Broker::admin_ls(int client)
         else if (m_config.find_compartment(name) == nullptr)
             describe(live.settings, name, &live); // from an older generation, still running
     }
-    json object = {{"ok", true}, {"generation", m_generation}, {"compartments", list}};
+    json draining = json::array();
+    for (auto const& entry : m_draining)
+        draining.push_back(entry.name);
+    json object = {{"ok", true}, {"generation", m_generation}, {"compartments", list}, {"draining", draining}};
     reply(client, object.dump(-1, ' ', false, json::error_handler_t::replace));
 }
 

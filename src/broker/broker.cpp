@@ -481,7 +481,10 @@ Status Broker::serve()
         });
         int64_t now = sys::monotonic_ms();
         expire_asks(now);
+        drain_cgroups(now);
         int timeout = next_timeout_ms(now);
+        if (!m_draining.empty())
+            timeout = timeout < 0 ? 50 : std::min(timeout, 50);
         if (pools_short && !run_in_flight)
             timeout = 0;
         int count = ::epoll_wait(m_epoll.get(), events, 64, timeout);
@@ -815,6 +818,15 @@ Result<Live*> Broker::start_compartment(config::Compartment const& settings, boo
     if (templ == nullptr)
         return Error::from_message(name + ": unknown template " + settings.template_name);
 
+    for (auto it = m_draining.begin(); it != m_draining.end(); ++it) {
+        if (it->name != name)
+            continue;
+        if (auto removed = it->cgroup->try_remove(); removed.is_error())
+            return Error::from_message(name + ": the cgroup of its previous run is still being removed (" + removed.error().message()
+                                       + "); try again");
+        m_draining.erase(it);
+        break;
+    }
     uint32_t slot = TRY(m_db->slot_for(name, m_slots));
     uid_t id_base = m_id_range_base + (slot << 16);
     std::string const ipc_dir = m_paths.run + "/ipc/" + name;
@@ -1070,8 +1082,15 @@ void Broker::stop_compartment(std::string const& name, std::string const& why)
     std::vector<std::string> cgroup_dirs;
     if (live.sandbox) {
         cgroup_dirs = live.sandbox->cgroup_directories();
+        // The cgroup is removed here if it can be at once, else from the loop: no compartment's
+        // stop makes the others wait.
+        auto cgroup = live.sandbox->release_cgroup();
         if (auto destroyed = live.sandbox->destroy(); destroyed.is_error())
             log(name + ": tearing down: " + destroyed.error().message());
+        if (cgroup && cgroup->try_remove().is_error()) {
+            m_draining.push_back({name, std::move(cgroup), sys::monotonic_ms()});
+            cgroup_dirs.clear(); // checked when the loop has removed them
+        }
     }
     (void)sys::remove_tree(m_paths.run + "/ipc/" + name);
     network_stopped(live);
@@ -1093,6 +1112,24 @@ void Broker::stop_compartment(std::string const& name, std::string const& why)
     }
     log(name + ": stopped (" + why + ")");
     m_live.erase(found);
+}
+
+void Broker::drain_cgroups(int64_t now_ms)
+{
+    constexpr int64_t give_up_ms = 10 * 60 * 1000;
+    for (auto it = m_draining.begin(); it != m_draining.end();) {
+        auto removed = it->cgroup->try_remove();
+        if (removed.has_value()) {
+            log(it->name + ": its cgroup is removed now");
+            it = m_draining.erase(it);
+        } else if (now_ms - it->since_ms > give_up_ms) {
+            log(it->name + ": its cgroup could not be removed in 10 minutes; left: " + removed.error().message());
+            it->cgroup->forget();
+            it = m_draining.erase(it);
+        } else {
+            ++it;
+        }
+    }
 }
 
 // ---- apply ----

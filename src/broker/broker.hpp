@@ -174,6 +174,9 @@ private:
     // name: always for a persistent one, only for its owner for a disposable.
     static bool reachable_by(Live const& live, std::string const& caller);
     void stop_compartment(std::string const& name, std::string const& why);
+    // Cgroups of stopped compartments that could not be removed at once (a task still exiting, a
+    // child group): retried from the event loop, never waited for (issue 13, item 12c).
+    void drain_cgroups(int64_t now_ms);
     // Persistent homes as images of `disk` size (home_image.cpp).
     std::string home_mount_point(std::string const& name) const;
     Result<std::string> mount_home_image(config::Compartment const& settings, uid_t user);
@@ -300,6 +303,12 @@ private:
     std::unique_ptr<sandbox::SeccompProgram> m_seccomp;
     sys::UniqueFd m_agent_exe;
     sys::UniqueFd m_state_dir; // STATE, where compartment-owned folders are reached from (O_PATH)
+    struct Draining {
+        std::string name;
+        std::unique_ptr<sandbox::Cgroup> cgroup;
+        int64_t since_ms = 0;
+    };
+    std::vector<Draining> m_draining;
     sys::UniqueFd m_lock;
     sys::UniqueFd m_epoll;
     sys::UniqueFd m_signals;

@@ -99,7 +99,8 @@ int print_net(json const& body, bool as_json)
 int print_ls(json const& body, bool as_json)
 {
     if (as_json) {
-        json out = {{"generation", body.value("generation", 0)}, {"compartments", body.value("compartments", json::array())}};
+        json out = {{"generation", body.value("generation", 0)}, {"compartments", body.value("compartments", json::array())},
+                    {"draining", body.value("draining", json::array())}};
         std::printf("%s\n", out.dump(2).c_str());
         return 0;
     }

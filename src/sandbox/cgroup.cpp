@@ -252,6 +252,30 @@ public:
         return {};
     }
 
+    Status try_remove() override
+    {
+        if (m_removed)
+            return {};
+        bool busy = false;
+        for (auto const& [dir, hierarchy] : m_dirs) {
+            if (!cgroup_empty(dir)) {
+                (void)kill_listed(dir);
+                busy = true;
+                continue;
+            }
+            if (::rmdir(dir.c_str()) < 0 && errno != ENOENT) {
+                if (errno != EBUSY)
+                    return Error::from_syscall("rmdir", dir, errno);
+                busy = true;
+            }
+        }
+        if (busy)
+            return Error::from_syscall("removing the cgroup", m_dirs.empty() ? "" : m_dirs.front().first, EBUSY);
+        m_v2_fd = {};
+        m_removed = true;
+        return {};
+    }
+
     Result<uint64_t> memory_current() const override
     {
         for (auto const& [dir, hierarchy] : m_dirs) {

@@ -45,6 +45,9 @@ public:
     virtual Status kill_all() = 0;
     // Waits (bounded) for the cgroup to empty, then removes its directories. Idempotent.
     virtual Status remove() = 0;
+    // One attempt, never waiting: kills what is still inside and removes the directories it can.
+    // An error (EBUSY) while anything is left; call again later. Idempotent.
+    virtual Status try_remove() = 0;
     // Current memory use in bytes.
     virtual Result<uint64_t> memory_current() const = 0;
     // How often a limit has bitten so far: processes killed for memory (memory.events / v1

@@ -46,6 +46,9 @@ public:
     Cgroup const& cgroup() const { return *m_cgroup; }
     // The cgroup directories (empty once destroyed).
     std::vector<std::string> cgroup_directories() const { return m_cgroup ? m_cgroup->directories() : std::vector<std::string>(); }
+    // Takes the cgroup out of the compartment: destroy() then leaves its removal to the caller
+    // (the broker retries it from its event loop instead of waiting). cgroup() is not to be used after.
+    std::unique_ptr<Cgroup> release_cgroup() { return std::move(m_cgroup); }
     std::string const& runtime_dir() const { return m_runtime_dir; }
 
     // Blocks until PID 1 exits; the status is the command's (PID 1 passes it on).

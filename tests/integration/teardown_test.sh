@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# A compartment's stop never makes the broker wait (issue 13, item 12c). The test holds a stopped
+# compartment's cgroup busy (a child group inside it, which rmdir refuses with EBUSY as long as it
+# is there): the broker used to retry in 10 ms sleeps, serving nobody meanwhile. Now the stop
+# returns, the broker answers and runs other compartments while that cgroup is listed as draining
+# (ls --json "draining"), and removes it from its event loop as soon as it can.
+# Usage: teardown_test.sh PATH/TO/bulkhead
+set -u
+BULKHEAD=$(realpath "${1:?usage: teardown_test.sh PATH/TO/bulkhead}")
+ROOT=$(mktemp -d /tmp/bulkhead-teardown-test-XXXXXX)
+LOG=$ROOT/daemon.log
+DAEMON=
+HELD=
+export BULKHEAD_SOCKET=$ROOT/run/admin.sock
+cleanup() {
+    [[ -n $HELD ]] && rmdir "$HELD" 2>/dev/null
+    stop_daemon
+    rm -rf "$ROOT"
+}
+trap cleanup EXIT
+# shellcheck source=tests/integration/lib.bash
+source "$(dirname "$0")/lib.bash"
+B=$BULKHEAD
+
+mkdir -p "$ROOT/etc"
+cat >"$ROOT/etc/system.toml" <<'EOF'
+[templates.host]
+kind = "host"
+
+[compartments.work]
+label = "blue"
+
+[compartments.other]
+label = "green"
+EOF
+start_daemon --config "$ROOT/etc/system.toml"
+draining() { "$B" ls --json | python3 -c 'import json,sys; print(" ".join(json.load(sys.stdin).get("draining", [])))'; }
+
+check work-starts 0 "" -- "$B" start work
+check other-starts 0 "" -- "$B" start other
+group=$(sed -n 's/^bulkhead daemon: cgroups under //p' "$LOG" | head -1)/work
+[[ -d $group ]] || { fail "work's cgroup $group not found"; exit 1; }
+HELD=$group/held
+mkdir "$HELD"
+
+check stop-returns-while-the-cgroup-is-held 0 "" -- "$B" stop work
+[[ $(draining) == work ]] && pass "held-cgroup-listed-as-draining" || fail "held-cgroup-listed-as-draining: '$(draining)'"
+check other-runs-while-work-drains 0 "served" -- "$B" run other -- echo served
+[[ -d $group && $(draining) == work ]] && pass "still-draining-after-serving-others" || fail "still-draining-after-serving-others"
+check start-while-draining-says-why 125 "still being removed" -- "$B" start work
+
+rmdir "$HELD"
+HELD=
+for _ in $(seq 100); do
+    [[ -z $(draining) ]] && break
+    sleep 0.1
+done
+[[ -z $(draining) && ! -d $group ]] && pass "cgroup-removed-once-free" || fail "cgroup-removed-once-free: '$(draining)'"
+grep -q "work: its cgroup is removed now" "$LOG" && pass "removal-logged" || fail "removal-logged"
+check work-starts-again 0 "" -- "$B" start work
+
+echo "teardown_test: $passed passed, $failed failed"
+[[ $failed -eq 0 ]]
