@@ -5,6 +5,7 @@
 #include "base/parse.hpp"
 #include "base/wire.hpp"
 #include "broker/confine.hpp"
+#include "broker/volumes.hpp"
 #include "broker/plan.hpp"
 #include "sandbox/seccomp.hpp"
 #include "sys/socket.hpp"
@@ -239,6 +240,12 @@ Status Broker::open_state(Options const& options)
         return Error::from_message("another broker is already running on " + m_paths.run);
 
     m_state_dir = TRY(sys::open_path(m_paths.state, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    m_volumes_dir = TRY(sys::open_beneath(m_state_dir.get(), "volumes", O_PATH | O_DIRECTORY));
+    auto converted = TRY(convert_volumes(m_volumes_dir.get()));
+    if (!converted.done_before)
+        log("volumes: " + std::to_string(converted.changed) + " entries given to their neutral owner (uid "
+            + std::to_string(volume_owner_id) + ")"
+            + (converted.too_deep > 0 ? "; " + std::to_string(converted.too_deep) + " folders too deep were left as they were" : ""));
     m_db = TRY_CTX(StateDb::open(m_paths.state + "/bulkhead.db"), "opening the state");
     uint64_t hash = fnv1a(m_paths.state);
     char instance[32];
@@ -862,12 +869,14 @@ Result<Live*> Broker::start_compartment(config::Compartment const& settings, boo
     uid_t const user = id_base + sandbox::inside_user_id;
     // Homes and volume folders are written by compartments: made through descriptors here, and walked
     // again without following links when the engine binds them (Bind::beneath).
+    // Volume folders belong to the neutral owner, shown to the compartment as its user (idmapped).
     for (auto const& mount : settings.mounts) {
-        std::string relative = "volumes/" + mount.volume + (mount.path.empty() ? "" : "/" + mount.path);
-        TRY_CTX(owned_dir_beneath(m_state_dir.get(), relative, user), "volume " + mount.volume);
-        sandbox::Bind bind {m_paths.state + "/" + relative, "/home/user/" + mount.at,
+        std::string relative = mount.volume + (mount.path.empty() ? "" : "/" + mount.path);
+        TRY_CTX(volume_folder(m_volumes_dir.get(), relative, true), "volume " + mount.volume);
+        sandbox::Bind bind {m_paths.state + "/volumes/" + relative, "/home/user/" + mount.at,
             mount.mode == config::MountMode::ReadWrite ? sandbox::AccessMode::ReadWrite : sandbox::AccessMode::ReadOnly};
         bind.beneath = m_paths.state;
+        bind.idmap = sandbox::IdMap {volume_owner_id, user};
         spec.binds.push_back(bind);
     }
     if (!disposable && settings.disk_none) {

@@ -303,6 +303,7 @@ private:
     std::unique_ptr<sandbox::SeccompProgram> m_seccomp;
     sys::UniqueFd m_agent_exe;
     sys::UniqueFd m_state_dir; // STATE, where compartment-owned folders are reached from (O_PATH)
+    sys::UniqueFd m_volumes_dir; // STATE/volumes (O_PATH)
     struct Draining {
         std::string name;
         std::unique_ptr<sandbox::Cgroup> cgroup;

@@ -262,17 +262,21 @@ void forward_signal(int sig)
     ::_exit(128 + WTERMSIG(payload_status));
 }
 
-[[noreturn]] void child_main(Spec const& spec, std::string const& root_dir, int sync_fd, SeccompProgram const& seccomp)
+[[noreturn]] void child_main(Spec const& spec, std::string const& root_dir, int sync_fd, SeccompProgram const& seccomp,
+                             std::vector<UniqueFd>& idmapped)
 {
     auto fail = [&](Error const& error) { fail_child(sync_fd, error); };
     // The parent's descriptors (other compartments, sockets, databases) must not be reachable from here.
     std::vector<int> keep = {sync_fd, spec.stdin_fd, spec.stdout_fd, spec.stderr_fd, spec.agent_fd};
+    for (auto const& tree : idmapped)
+        if (tree)
+            keep.push_back(tree.get());
     std::sort(keep.begin(), keep.end());
     if (auto status = sys::close_fds_except(3, keep); status.is_error())
         fail(status.release_error());
 
     // Host objects are opened with the host identity, which may read what root inside may not.
-    auto sources = open_host_sources(spec, root_dir);
+    auto sources = open_host_sources(spec, root_dir, idmapped);
     if (sources.is_error())
         fail(sources.release_error().with_context("opening host paths"));
 
@@ -410,6 +414,9 @@ Result<Compartment> Compartment::create(Engine const& engine, Spec const& spec)
     TRY_CTX(setup.cgroup->apply(spec.limits), "cgroup limits");
     TRY(injected(spec, SetupStep::Cgroup, "cgroup"));
 
+    // Made here, with host root: the compartment's first process could not set an idmap.
+    std::vector<UniqueFd> idmapped = TRY_CTX(open_idmapped_binds(spec), "opening host paths");
+
     int sockets[2];
     TRY(check_syscall(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sockets), "socketpair"));
     UniqueFd parent_sync(sockets[0]);
@@ -425,7 +432,7 @@ Result<Compartment> Compartment::create(Engine const& engine, Spec const& spec)
     pid_t pid = TRY(sys::clone3(args));
     if (pid == 0) {
         parent_sync.reset();
-        child_main(spec, root_dir, child_sync.get(), *engine.seccomp);
+        child_main(spec, root_dir, child_sync.get(), *engine.seccomp, idmapped);
     }
     child_sync.reset();
     TRY(injected(spec, SetupStep::Clone, "clone"));

@@ -1,5 +1,6 @@
 #include "sandbox/mounts.hpp"
 
+#include "sandbox/userns.hpp"
 #include "sys/syscalls.hpp"
 
 #include <dirent.h>
@@ -94,7 +95,7 @@ std::string join(std::string const& dir, std::string_view name)
 // `beneath` (Bind::beneath), the part of `source` below it is walked from it without following any
 // link: a link a compartment planted there makes this fail instead of binding what it points at.
 Result<HostEntry> open_host_tree(std::string const& source, std::string target, uint64_t attrs,
-                                 std::string const& beneath = {})
+                                 std::string const& beneath = {}, int idmap_userns = -1)
 {
     sys::UniqueFd walked;
     if (!beneath.empty()) {
@@ -112,6 +113,9 @@ Result<HostEntry> open_host_tree(std::string const& source, std::string target, 
     entry.target = std::move(target);
     entry.directory = S_ISDIR(st.st_mode);
     entry.tree = TRY(walked ? sys::clone_tree(walked.get(), "") : sys::clone_tree(AT_FDCWD, source));
+    // The mapping is set on the top mount only: an idmap is refused on mounts below it.
+    if (idmap_userns >= 0)
+        TRY_CTX(sys::mount_setattr_idmap(entry.tree.get(), idmap_userns, sys::Recursive::No), source);
     TRY_CTX(sys::mount_setattr_fd(entry.tree.get(), attrs, 0, sys::Recursive::Yes), source);
     return entry;
 }
@@ -315,6 +319,11 @@ Status build_writable(Spec const& spec, HostSources& sources, int root)
     return attach(home, root, "home/user", MountPointKind::Directory);
 }
 
+uint64_t bind_attrs(AccessMode mode)
+{
+    return attr_nosuid_nodev | (mode == AccessMode::ReadOnly ? MOUNT_ATTR_RDONLY : 0);
+}
+
 } // namespace
 
 std::string generated_passwd()
@@ -334,7 +343,27 @@ std::string generated_hosts(std::string const& hostname)
     return "127.0.0.1\tlocalhost\n127.0.1.1\t" + hostname + "\n::1\tlocalhost ip6-localhost ip6-loopback\n";
 }
 
-Result<HostSources> open_host_sources(Spec const& spec, std::string const& mountpoint)
+Result<UniqueFd> open_idmapped_tree(std::string const& source, std::string const& beneath, IdMap const& map, AccessMode mode)
+{
+    UniqueFd userns = TRY(idmap_userns(map));
+    HostEntry entry = TRY(open_host_tree(source, {}, bind_attrs(mode), beneath, userns.get()));
+    if (!entry.directory)
+        return Error::from_message(source + " is not a directory");
+    return std::move(entry.tree);
+}
+
+Result<std::vector<UniqueFd>> open_idmapped_binds(Spec const& spec)
+{
+    std::vector<UniqueFd> trees(spec.binds.size());
+    for (size_t i = 0; i < spec.binds.size(); ++i) {
+        auto const& b = spec.binds[i];
+        if (b.idmap)
+            trees[i] = TRY_CTX(open_idmapped_tree(b.source, b.beneath, *b.idmap, b.mode), "binds[" + std::to_string(i) + "]");
+    }
+    return trees;
+}
+
+Result<HostSources> open_host_sources(Spec const& spec, std::string const& mountpoint, std::vector<UniqueFd>& idmapped)
 {
     HostSources sources;
     sources.mountpoint = TRY(sys::open_path(mountpoint, O_PATH | O_DIRECTORY | O_NOFOLLOW));
@@ -348,9 +377,15 @@ Result<HostSources> open_host_sources(Spec const& spec, std::string const& mount
     }
     for (size_t i = 0; i < spec.binds.size(); ++i) {
         auto const& b = spec.binds[i];
-        uint64_t attrs = attr_nosuid_nodev | (b.mode == AccessMode::ReadOnly ? MOUNT_ATTR_RDONLY : 0);
-        sources.binds.push_back(
-            TRY_CTX(open_host_tree(b.source, b.target.substr(1), attrs, b.beneath), "binds[" + std::to_string(i) + "]"));
+        if (i < idmapped.size() && idmapped[i]) {
+            HostEntry entry;
+            entry.target = b.target.substr(1);
+            entry.tree = std::move(idmapped[i]);
+            sources.binds.push_back(std::move(entry));
+            continue;
+        }
+        sources.binds.push_back(TRY_CTX(open_host_tree(b.source, b.target.substr(1), bind_attrs(b.mode), b.beneath),
+                                        "binds[" + std::to_string(i) + "]"));
     }
     if (spec.home_source)
         sources.home = TRY_CTX(open_host_tree(*spec.home_source, "home/user", attr_nosuid_nodev, spec.home_beneath), "home");

@@ -35,7 +35,15 @@ struct HostSources {
 
 // Phase one, still with the host identity (host paths may be readable by host root only): opens
 // every host object named by the spec. Nothing is attached yet.
-Result<HostSources> open_host_sources(Spec const& spec, std::string const& mountpoint);
+// `idmapped`: trees from open_idmapped_binds, taken for the binds they are made for.
+Result<HostSources> open_host_sources(Spec const& spec, std::string const& mountpoint, std::vector<sys::UniqueFd>& idmapped);
+// The idmapped binds of the spec (Bind::idmap), made on the host side before the clone: an idmap
+// needs host root, which the compartment's first process no longer has. Index-aligned with
+// spec.binds, invalid for the others.
+Result<std::vector<sys::UniqueFd>> open_idmapped_binds(Spec const& spec);
+// A detached, idmapped, nosuid/nodev copy of the directory `source` (walked beneath `beneath`
+// without following links, when given), read-only unless `mode` says otherwise.
+Result<sys::UniqueFd> open_idmapped_tree(std::string const& source, std::string const& beneath, IdMap const& map, AccessMode mode);
 // Phase two, as root inside: builds the root from `sources` on the mountpoint and returns an
 // O_PATH fd of the new root mount.
 Result<sys::UniqueFd> build_root(Spec const& spec, HostSources& sources);

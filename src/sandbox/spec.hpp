@@ -29,6 +29,15 @@ struct Template {
 
 enum class AccessMode { ReadOnly, ReadWrite };
 
+// An idmapped bind (mount_setattr MOUNT_ATTR_IDMAP): files owned on disk by `on_disk` (uid and gid)
+// appear as the host id `host` (a compartment's user), and what `host` creates there belongs to
+// `on_disk`. No other id is mapped: files of other owners appear as the overflow id, and a process
+// of any other id (root inside included) cannot create files or change owners there.
+struct IdMap {
+    uid_t on_disk = 0;
+    uid_t host = 0;
+};
+
 struct Bind {
     std::string source; // absolute host path; must exist
     std::string target; // absolute path inside the compartment
@@ -38,6 +47,7 @@ struct Bind {
     // without following any link or leaving it (openat2 RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS), in the
     // compartment's own mount namespace, and the bind is made from what that walk found.
     std::string beneath;
+    std::optional<IdMap> idmap; // the bind is idmapped (made by the host side, before the clone)
 };
 
 // The least memory limit a compartment starts with; 0 means no limit.

@@ -3,7 +3,13 @@
 #include "sandbox/spec.hpp"
 #include "sys/syscalls.hpp"
 
+#include <cerrno>
+#include <csignal>
+#include <fcntl.h>
+#include <sched.h>
 #include <string>
+#include <sys/wait.h>
+#include <unistd.h>
 
 namespace bulkhead::sandbox {
 
@@ -17,6 +23,32 @@ Status write_id_maps(pid_t pid, uid_t host_id_base)
     TRY_CTX(sys::write_file(proc + "/uid_map", map), "writing uid_map");
     TRY_CTX(sys::write_file(proc + "/gid_map", map), "writing gid_map");
     return {};
+}
+
+Result<sys::UniqueFd> idmap_userns(IdMap const& map)
+{
+    sys::Clone3Args args;
+    args.flags = CLONE_NEWUSER;
+    pid_t pid = TRY(sys::clone3(args));
+    if (pid == 0) {
+        // Only holds the namespace until the parent has its descriptor and kills it.
+        for (;;)
+            ::pause();
+    }
+    struct Reap {
+        pid_t pid;
+        ~Reap()
+        {
+            ::kill(pid, SIGKILL);
+            while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+            }
+        }
+    } reap {pid};
+    std::string const proc = "/proc/" + std::to_string(pid);
+    std::string const line = std::to_string(map.on_disk) + " " + std::to_string(map.host) + " 1\n";
+    TRY_CTX(sys::write_file(proc + "/uid_map", line), "writing the idmap's uid_map");
+    TRY_CTX(sys::write_file(proc + "/gid_map", line), "writing the idmap's gid_map");
+    return sys::open_path(proc + "/ns/user", O_RDONLY | O_CLOEXEC);
 }
 
 } // namespace bulkhead::sandbox

@@ -283,6 +283,15 @@ Status mount_setattr_fd(int fd, uint64_t set, uint64_t clear, Recursive recursiv
     return check_syscall(::syscall(SYS_mount_setattr, fd, "", flags, &attr, sizeof(attr)), "mount_setattr");
 }
 
+Status mount_setattr_idmap(int fd, int userns_fd, Recursive recursive)
+{
+    mount_attr attr {};
+    attr.attr_set = MOUNT_ATTR_IDMAP;
+    attr.userns_fd = static_cast<uint64_t>(userns_fd);
+    unsigned flags = AT_EMPTY_PATH | (recursive == Recursive::Yes ? AT_RECURSIVE : 0);
+    return check_syscall(::syscall(SYS_mount_setattr, fd, "", flags, &attr, sizeof(attr)), "mount_setattr(MOUNT_ATTR_IDMAP)");
+}
+
 Status pivot_root_here()
 {
     TRY(check_syscall(::syscall(SYS_pivot_root, ".", "."), "pivot_root"));

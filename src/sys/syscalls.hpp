@@ -67,6 +67,8 @@ Status move_mount_to_path(int from, std::string_view path);
 // Sets and clears MOUNT_ATTR_* on the mount at `fd` (recursively when `recursive`).
 enum class Recursive { No, Yes };
 Status mount_setattr_fd(int fd, uint64_t set, uint64_t clear, Recursive recursive);
+// mount_setattr(MOUNT_ATTR_IDMAP) of a detached mount with the mapping of the user namespace `userns_fd`.
+Status mount_setattr_idmap(int fd, int userns_fd, Recursive recursive);
 Status pivot_root_here();
 
 } // namespace bulkhead::sys
