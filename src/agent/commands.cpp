@@ -115,6 +115,15 @@ Status remove_sent(std::string const& path)
 int copy_main(std::vector<std::string> const& args, bool move)
 {
     std::string const program = move ? "bulkhead-move" : "bulkhead-copy";
+    if (!move && args.size() >= 2 && args[0] == "--stdout") {
+        // The stream itself on stdout: the administrator's `bulkhead copy NAME:PATH... HOSTDIR/`
+        // runs this and receives it on the host.
+        std::vector<std::string> files(args.begin() + 1, args.end());
+        auto sent = filecopy::send(1, files);
+        if (sent.is_error())
+            return fail(program, sent.error().message(), exit_failed);
+        return 0;
+    }
     if (args.size() < 2 || args[0].starts_with("-"))
         return fail(program, "usage: " + program + " DESTINATION FILE...", 2);
     std::vector<std::string> files(args.begin() + 1, args.end());

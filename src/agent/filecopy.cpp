@@ -696,6 +696,14 @@ Result<ReceiveReport> receive(int in, int home, std::string const& source, Limit
     TRY_CTX(check_name(source), "the source compartment");
     UniqueFd incoming = TRY(open_or_make_dir(home, "Incoming"));
     UniqueFd top = TRY_CTX(open_or_make_dir(incoming.get(), source), "Incoming");
+    return receive_into(in, top.get(), limits);
+}
+
+Result<ReceiveReport> receive_into(int in, int dir, Limits const& limits)
+{
+    UniqueFd top(::fcntl(dir, F_DUPFD_CLOEXEC, 3));
+    if (!top)
+        return Error::from_syscall("dup", errno);
     // A stalled sender must not hold the receiver (and its half-written file) forever.
     timeval idle {static_cast<time_t>(limits.idle_seconds), 0};
     if (limits.idle_seconds > 0 && ::setsockopt(in, SOL_SOCKET, SO_RCVTIMEO, &idle, sizeof(idle)) < 0 && errno != ENOTSOCK)

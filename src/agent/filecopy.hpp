@@ -74,5 +74,8 @@ struct ReceiveReport {
 // are kept; the file being written when it happens is removed. When `in` is a socket, a sender
 // that sends nothing for limits.idle_seconds is given up on (an error, as a broken stream).
 Result<ReceiveReport> receive(int in, int home, std::string const& source, Limits const& limits);
+// The same rules, with what arrives written straight into the open directory `dir` (the host side
+// of `bulkhead copy NAME:PATH... HOSTDIR/`).
+Result<ReceiveReport> receive_into(int in, int dir, Limits const& limits);
 
 } // namespace bulkhead::filecopy

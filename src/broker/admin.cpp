@@ -83,9 +83,15 @@ void Broker::handle_admin(int client, std::vector<uint8_t> const& bytes, std::ve
         return admin_rollback(client);
     if (op == "start" || op == "stop" || op == "restart")
         return admin_lifecycle(client, op, request.name);
+    if (op == "grant")
+        return admin_grant(client, request.name, request.volume, request.at, request.mode != "rw");
+    if (op == "revoke")
+        return admin_revoke(client, request.name, request.volume);
+    if (op == "show")
+        return admin_show(client, request.name);
     // run: what decode_admin_request leaves
     admin_run(client, request.name, request.templ, request.disposable, std::move(request.argv), request.user, request.tty,
-              request.rows, request.cols, request.term, std::move(fds));
+              request.rows, request.cols, request.term, std::move(fds), request.copy);
 }
 
 void Broker::admin_ls(int client)
@@ -98,6 +104,7 @@ void Broker::admin_ls(int client)
         entry["backend"] = settings.backend == config::Backend::Vm ? "vm" : "sandbox";
         entry["state"] = live ? (live->agent_ready ? "running" : "starting") : "stopped";
         entry["network"] = settings.network;
+        entry["mounts"] = mounts_of(settings, live);
         entry["network_state"] = network_state(live, settings);
         if (live && !live->net_address.empty())
             entry["address"] = live->net_address;
@@ -244,10 +251,47 @@ void Broker::admin_lifecycle(int client, std::string const& op, std::string cons
 
 void Broker::admin_run(int client, std::string const& name, std::string const& disposable_template, bool disposable,
     std::vector<std::string> argv, std::string const& user, bool tty, uint32_t rows, uint32_t cols, std::string const& term,
-    std::vector<sys::UniqueFd> fds)
+    std::vector<sys::UniqueFd> fds, std::string const& copy)
 {
     if (user != "user" && user != "root")
         return reply_error(client, "unknown user '" + user + "': a compartment has 'user' and 'root'", 2);
+    bool const copy_in = copy == "in";
+    if (!copy.empty()) {
+        // `bulkhead copy` between the host and NAME: the administrator typing it is the consent an
+        // `ask` rule waits for (recorded as "approved"); a `deny` still refuses.
+        if (disposable || tty || user != "user" || name.empty())
+            return reply_error(client, "malformed request: a copy runs as the user of a named compartment, without a terminal", 2);
+        if (!copy_in && argv.empty())
+            return reply_error(client, "malformed request: a copy out names the files", 2);
+        if (m_config.find_compartment(name) == nullptr && !m_live.contains(name))
+            return reply_error(client, "no compartment named '" + name + "'", 2);
+        policy::Request request;
+        request.service = "bulkhead.Filecopy";
+        if (copy_in) {
+            request.source.host = true;
+            request.target = party_of(name);
+        } else {
+            request.source = party_of(name);
+            request.target_kind = policy::TargetKind::Host;
+            request.target.host = true;
+        }
+        auto decision = policy::evaluate(m_policy, request);
+        std::string const rule = policy::decision_where(m_policy, decision);
+        bool const denied = decision.action == policy::Action::Deny;
+        std::string const verdict = denied ? "deny" : decision.action == policy::Action::Ask ? "approved" : "allow";
+        if (!record({.kind = "call", .caller = copy_in ? "@host" : name, .target = copy_in ? name : "@host",
+                .service = "bulkhead.Filecopy", .verdict = verdict, .rule = rule,
+                .detail = std::string(copy_in ? "bulkhead copy into " : "bulkhead copy out of ") + name
+                    + (verdict == "approved" ? ", the administrator's copy as consent" : "")}))
+            return reply_error(client, "the audit log cannot be written: the copy is refused", 125);
+        if (denied)
+            return reply_error(client, "denied by policy (" + rule + ")", 126);
+        if (copy_in) {
+            argv = {"/run/bulkhead/bin/bulkhead-service", "bulkhead.Filecopy", ""};
+        } else {
+            argv.insert(argv.begin(), {"/run/bulkhead/bin/bulkhead-copy", "--stdout"});
+        }
+    }
     if (fds.size() != (tty ? 1U : 4U))
         return reply_error(client, "malformed request: a run carries " + std::to_string(tty ? 1 : 4) + " descriptors", 2);
     Live* live = nullptr;
@@ -292,6 +336,8 @@ void Broker::admin_run(int client, std::string const& name, std::string const& d
     // A clean environment: nothing of the caller's crosses (DESIGN.md, CLI).
     bool root = exec.run_as == wire::RunAs::Root;
     exec.env = clean_environment(root, live->name);
+    if (copy_in)
+        exec.env.insert(exec.env.end(), {"BULKHEAD_SOURCE=host", "BULKHEAD_SERVICE=bulkhead.Filecopy", "BULKHEAD_ARG="});
     if (tty)
         exec.env.push_back("TERM=" + (valid_term(term) ? term : std::string("xterm")));
     auto encoded = wire::encode(wire::BrokerMessage(exec));

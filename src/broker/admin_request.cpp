@@ -148,6 +148,20 @@ Result<AdminRequest> decode_admin_request(std::span<uint8_t const> bytes, size_t
         request.rows = static_cast<uint32_t>(fields.number("rows", 0xffff));
         request.cols = static_cast<uint32_t>(fields.number("cols", 0xffff));
         request.term = fields.string("term");
+        request.copy = fields.string("copy");
+        if (request.copy != "" && request.copy != "in" && request.copy != "out")
+            return Error::from_message("malformed request: 'copy' is \"in\" or \"out\"");
+    } else if (one_of(op, {"grant", "revoke"})) {
+        request.name = fields.string("name", true);
+        request.volume = fields.string("volume", true);
+        if (op == "grant") {
+            request.at = fields.string("at");
+            request.mode = fields.string("mode");
+            if (request.mode != "" && request.mode != "ro" && request.mode != "rw")
+                return Error::from_message("malformed request: 'mode' is \"ro\" or \"rw\"");
+        }
+    } else if (op == "show") {
+        request.name = fields.string("name", true);
     } else {
         return Error::from_message("unknown request '" + op + "'");
     }
@@ -188,6 +202,16 @@ std::string encode_admin_request(AdminRequest const& request)
         object["rows"] = request.rows;
         object["cols"] = request.cols;
         object["term"] = request.term;
+        object["copy"] = request.copy;
+    } else if (one_of(op, {"grant", "revoke"})) {
+        object["name"] = request.name;
+        object["volume"] = request.volume;
+        if (op == "grant") {
+            object["at"] = request.at;
+            object["mode"] = request.mode;
+        }
+    } else if (op == "show") {
+        object["name"] = request.name;
     }
     return object.dump(-1, ' ', false, json::error_handler_t::replace);
 }

@@ -13,7 +13,7 @@
 namespace bulkhead::broker {
 
 struct AdminRequest {
-    std::string op; // ls net plan apply policy_check pending approve deny audit audit_verify rollback start stop restart run
+    std::string op; // ls net plan apply policy_check pending approve deny audit audit_verify rollback start stop restart run grant revoke show
     // plan, apply
     std::string config, file, policy_dir;
     // policy_check (target also: approve --target)
@@ -31,6 +31,9 @@ struct AdminRequest {
     bool disposable = false, tty = false;
     uint32_t rows = 0, cols = 0;
     std::vector<std::string> argv;
+    std::string copy; // run: "" a command; "in" the host's files into NAME; "out" argv's files of NAME to the host
+    // grant, revoke: name, and VOLUME[/PATH]; grant: where in the home ("" = the volume's name) and "ro"/"rw" ("" = rw)
+    std::string volume, at, mode;
 
     friend bool operator==(AdminRequest const&, AdminRequest const&) = default;
 };

@@ -354,6 +354,7 @@ Status Broker::reattach()
             continue;
         }
         live.listener = listener.release_value();
+        load_grants(live);
         auto [entry, inserted] = m_live.emplace(record.name, std::move(live));
         auto watched = watch(entry->second.listener.get(), record.name, AgentListener);
         if (!watched.is_error())

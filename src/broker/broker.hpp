@@ -74,6 +74,14 @@ struct PendingRun {
 
 enum class LiveState { Starting, Running };
 
+// A volume folder given to a running compartment with `bulkhead grant` (grants.cpp).
+struct Grant {
+    std::string volume;    // VOLUME or VOLUME/PATH
+    std::string at;        // relative to /home/user
+    bool read_only = true;
+    uint64_t mount_id = 0; // the mount's id (statx STATX_MNT_ID), to find it and its holders again
+};
+
 struct Live {
     std::string name;
     config::Compartment settings; // for disposables: the template's, renamed
@@ -105,6 +113,7 @@ struct Live {
     double call_tokens = 0;
     int64_t call_tokens_at_ms = -1;
     int64_t throttle_logged_ms = -1; // when "calls throttled" was last logged for it
+    std::vector<Grant> grants;        // live grants, kept in RUN/ipc/NAME/grants.json across a broker restart
 };
 
 // A call from inside a compartment, from its connection until it is answered.
@@ -290,7 +299,14 @@ private:
     void admin_lifecycle(int client, std::string const& op, std::string const& name);
     void admin_run(int client, std::string const& name, std::string const& disposable_template, bool disposable,
         std::vector<std::string> argv, std::string const& user, bool tty, uint32_t rows, uint32_t cols, std::string const& term,
-        std::vector<sys::UniqueFd> fds);
+        std::vector<sys::UniqueFd> fds, std::string const& copy);
+    // Live grants (volumes.cpp, grants.cpp): a volume folder put into / taken out of a running compartment.
+    void admin_grant(int client, std::string const& name, std::string const& volume, std::string const& at, bool read_only);
+    void admin_revoke(int client, std::string const& name, std::string const& volume);
+    void admin_show(int client, std::string const& name);
+    Status save_grants(Live const& live) const;
+    void load_grants(Live& live);
+    nlohmann::json mounts_of(config::Compartment const& settings, Live const* live) const;
 
     Paths m_paths;
     std::string m_instance;

@@ -37,5 +37,10 @@ int admin_command(std::string const& command, std::vector<std::string> args);
 int run_command(std::string const& command, std::vector<std::string> args);
 // policy check|lint, pending, approve, deny, audit [verify] (policy_command.cpp)
 int policy_command(std::string const& command, std::vector<std::string> args);
+// bulkhead copy between the host and NAME (copy_command.cpp): into NAME:~/Incoming/host/ when
+// `host_dir` is empty, else NAME's `paths` into the host directory `host_dir`.
+// grant, revoke, show (copy_command.cpp).
+int data_command(std::string const& command, std::vector<std::string> args);
+int host_copy(std::string const& socket, std::string const& name, std::vector<std::string> const& paths, std::string const& host_dir);
 
 } // namespace bulkhead::cli

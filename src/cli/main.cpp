@@ -31,6 +31,11 @@ constexpr char const* usage_text
       "  pending [--json] | approve ID [--target NAME] | deny ID   answer calls held by `ask` rules\n"
       "  audit [--follow] [--json] | audit verify   the audit log, and a check of its hash chain\n"
       "  copy SRC:PATH... DST                files from compartment SRC to DST:~/Incoming/SRC/ (policy-checked)\n"
+      "  copy HOSTPATH... NAME               host files into NAME:~/Incoming/host/ (policy: @host -> NAME)\n"
+      "  copy NAME:PATH... HOSTDIR/          files of NAME into a host folder (policy: NAME -> @host)\n"
+      "  grant NAME VOLUME[/PATH] [--ro|--rw] [--at DIR]   put a volume folder into running NAME now (default ro)\n"
+      "  revoke NAME VOLUME[/PATH]           take it out again (holders of open files in it are killed)\n"
+      "  show NAME [--json]                  a compartment's state, volume mounts and grants\n"
       "  sandbox [OPTIONS] -- CMD [ARG...]   run CMD in a new compartment built directly by the engine\n"
       "                                      (no broker); `bulkhead sandbox --help` lists the options\n"
       "  demo                                two compartments that cannot see each other\n"
@@ -87,6 +92,8 @@ int main(int argc, char** argv)
         if (command == policy)
             return bulkhead::cli::policy_command(std::string(command), std::move(words));
     }
+    if (command == "grant" || command == "revoke" || command == "show")
+        return bulkhead::cli::data_command(std::string(command), std::move(words));
     if (command == "run" || command == "shell")
         return bulkhead::cli::run_command(std::string(command), std::move(words));
     std::fprintf(stderr, "bulkhead: unknown command '%.*s'\n\n%s", static_cast<int>(command.size()), command.data(), usage_text);

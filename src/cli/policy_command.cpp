@@ -249,20 +249,48 @@ int audit_command(std::string const& socket, std::vector<std::string> args)
     }
 }
 
+// NAME:PATH names a file of a compartment when NAME is a valid compartment name; anything else (a
+// path with a '/' before its first ':', or without ':') is a host path. "./a:b" is a host file.
+bool names_compartment_file(std::string const& arg)
+{
+    auto colon = arg.find(':');
+    return colon != std::string::npos && colon > 0 && config::valid_name(arg.substr(0, colon));
+}
+
 // bulkhead copy SRC:PATH... DST: bulkhead-copy run inside SRC as its user, so that the same policy
 // (SRC -> DST, bulkhead.Filecopy) and the same receiver apply as for a copy made inside SRC.
+// bulkhead copy HOSTPATH... NAME and NAME:PATH... HOSTDIR/ (a DST with a '/'): host_copy.
 int copy_command(std::string const& socket, std::vector<std::string> const& args)
 {
     if (args.size() < 2) {
-        print_error("usage: bulkhead copy SRC:PATH... DST");
+        print_error("usage: bulkhead copy SRC:PATH... DST | HOSTPATH... NAME | NAME:PATH... HOSTDIR/");
         return exit_usage;
+    }
+    std::vector<std::string> const sources(args.begin(), args.end() - 1);
+    std::string const& destination = args.back();
+    size_t const from_compartments = static_cast<size_t>(std::count_if(sources.begin(), sources.end(), names_compartment_file));
+    if (from_compartments != 0 && from_compartments != sources.size()) {
+        print_error("copy: files come either from the host or from one compartment, not both");
+        return exit_usage;
+    }
+    if (from_compartments == 0) {
+        if (destination.find('/') != std::string::npos) {
+            print_error("copy: from the host to the host is not bulkhead's to do (the destination '" + destination
+                        + "' has a '/': a host directory)");
+            return exit_usage;
+        }
+        if (!config::valid_name(destination)) {
+            print_error("copy: '" + destination + "' is not a compartment name");
+            return exit_usage;
+        }
+        return host_copy(socket, destination, sources, {});
     }
     std::string source;
     std::vector<std::string> paths;
     for (size_t i = 0; i + 1 < args.size(); ++i) {
         auto colon = args[i].find(':');
-        if (colon == std::string::npos || colon == 0 || colon + 1 == args[i].size()) {
-            print_error("copy: '" + args[i] + "' is not SRC:PATH (files are copied from a compartment)");
+        if (colon + 1 == args[i].size()) {
+            print_error("copy: '" + args[i] + "' names no file");
             return exit_usage;
         }
         std::string name = args[i].substr(0, colon);
@@ -273,6 +301,8 @@ int copy_command(std::string const& socket, std::vector<std::string> const& args
         source = name;
         paths.push_back(args[i].substr(colon + 1));
     }
+    if (destination.find('/') != std::string::npos)
+        return host_copy(socket, source, paths, destination);
     std::vector<std::string> run = {"--socket", socket, source, "--", "bulkhead-copy", args.back()};
     run.insert(run.end(), paths.begin(), paths.end());
     int code = run_command("run", std::move(run));

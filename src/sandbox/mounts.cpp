@@ -352,6 +352,15 @@ Result<UniqueFd> open_idmapped_tree(std::string const& source, std::string const
     return std::move(entry.tree);
 }
 
+Result<UniqueFd> open_idmapped_tree_of(int dir_fd, IdMap const& map, AccessMode mode)
+{
+    UniqueFd userns = TRY(idmap_userns(map));
+    UniqueFd tree = TRY(sys::clone_tree(dir_fd, ""));
+    TRY(sys::mount_setattr_idmap(tree.get(), userns.get(), sys::Recursive::No));
+    TRY(sys::mount_setattr_fd(tree.get(), bind_attrs(mode), 0, sys::Recursive::Yes));
+    return tree;
+}
+
 Result<std::vector<UniqueFd>> open_idmapped_binds(Spec const& spec)
 {
     std::vector<UniqueFd> trees(spec.binds.size());

@@ -44,6 +44,8 @@ Result<std::vector<sys::UniqueFd>> open_idmapped_binds(Spec const& spec);
 // A detached, idmapped, nosuid/nodev copy of the directory `source` (walked beneath `beneath`
 // without following links, when given), read-only unless `mode` says otherwise.
 Result<sys::UniqueFd> open_idmapped_tree(std::string const& source, std::string const& beneath, IdMap const& map, AccessMode mode);
+// The same of the directory open as `dir_fd` (a live grant).
+Result<sys::UniqueFd> open_idmapped_tree_of(int dir_fd, IdMap const& map, AccessMode mode);
 // Phase two, as root inside: builds the root from `sources` on the mountpoint and returns an
 // O_PATH fd of the new root mount.
 Result<sys::UniqueFd> build_root(Spec const& spec, HostSources& sources);

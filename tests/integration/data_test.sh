@@ -80,5 +80,123 @@ check mail-follows-to-its-own-home 1 "" -- "$B" run mail -- cat Documents/to-sec
 check mail-cannot-read-shadow-through-link 1 "" -- "$B" run mail -- cat Documents/to-shadow
 check hard-link-across-mounts-refused 1 "" -- "$B" run work -- ln /etc/hostname Documents/hostname
 
+
+# ---- live grants ----
+check grant-needs-a-running-compartment 2 "is not running" -- "$B" grant other music
+# (work and mail run since their commands above)
+check grant-rw-now 0 "rw at /home/user/Music" -- "$B" grant work music --rw --at Music
+check granted-folder-writable 0 "" -- "$B" run work -- sh -c 'echo song > Music/song.txt'
+[[ $(stat -c '%u' "$VOLUMES/music/song.txt" 2>/dev/null) == "$NEUTRAL" ]] && pass "granted-file-belongs-to-the-neutral-owner" || fail "granted-file-belongs-to-the-neutral-owner"
+check grant-ro-by-default 0 "ro at /home/user/music" -- "$B" grant mail music
+check ro-grant-readable 0 "song" -- "$B" run mail -- cat music/song.txt
+check ro-grant-not-writable 1 "Read-only file system" -- "$B" run mail -- touch music/other.txt
+check ro-grant-not-writable-as-root 1 "" -- "$B" run --user root mail -- touch /home/user/music/other.txt
+check show-lists-mounts-and-grants 0 "(granted)" -- "$B" show work
+mounts=$("$B" ls --json | python3 -c 'import json,sys; c=[c for c in json.load(sys.stdin)["compartments"] if c["name"]=="work"][0]; print(" ".join(m["volume"]+":"+m["mode"]+":"+str(m["granted"]) for m in c["mounts"]))')
+[[ $mounts == "documents/work:rw:False music:rw:True" ]] && pass "ls-json-lists-mounts" || fail "ls-json-lists-mounts: $mounts"
+grep -q '"grant".*"music"' "$ROOT/state/audit.log" && pass "grant-audited" || fail "grant-audited"
+
+# bad input: a clear error, nothing done
+check grant-unknown-volume 2 "no volume named 'films'" -- "$B" grant work films
+check grant-missing-folder 2 "does not exist" -- "$B" grant work documents/nothing
+check grant-dotdot 2 "'.' or '..'" -- "$B" grant work documents/../music
+check grant-twice 2 "already has music" -- "$B" grant work music
+check grant-at-taken-by-a-mount 2 "taken by its mount of documents" -- "$B" grant work music/x --at Documents 2>/dev/null
+check grant-at-dotdot 2 "'.' or '..'" -- "$B" grant work documents --at ../escape
+ln -s /etc "$VOLUMES/music/link"
+check grant-through-a-link-refused 2 "symbolic link" -- "$B" grant work music/link
+check revoke-not-granted 2 "has no grant of documents" -- "$B" revoke work documents
+check revoke-unknown-compartment 2 "is not running" -- "$B" revoke other music
+
+# a link planted where the grant goes: refused, nothing mounted through it
+check work-plants-a-link-at-the-mount-point 0 "" -- "$B" run work -- ln -s /etc Trap
+mkdir -p "$VOLUMES/music/sub"
+check grant-at-a-planted-link-refused 125 "link" -- "$B" grant work music/sub --at Trap/x
+check etc-untouched-inside 0 "passwd" -- "$B" run work -- ls /etc
+
+# a rename race while grants are made: each grant finds the real folder or refuses; never a link
+mkdir -p "$VOLUMES/documents/work/race"
+echo real >"$VOLUMES/documents/work/race/marker"
+chown -R $NEUTRAL:$NEUTRAL "$VOLUMES/documents/work/race"
+"$B" run work -- sh -c 'for i in $(seq 400); do mv Documents/race Documents/race.away && ln -s /etc Documents/race && rm Documents/race && mv Documents/race.away Documents/race; done' >/dev/null 2>&1 &
+racer=$!
+raced_ok=0 raced_refused=0 raced_bad=0
+for i in $(seq 20); do
+    if "$B" grant mail documents/work/race --at Race >/dev/null 2>&1; then
+        if "$B" run mail -- cat Race/marker 2>/dev/null | grep -q real; then raced_ok=$((raced_ok + 1)); else raced_bad=$((raced_bad + 1)); fi
+        "$B" revoke mail documents/work/race >/dev/null 2>&1
+    else
+        raced_refused=$((raced_refused + 1))
+    fi
+done
+wait $racer
+[[ $raced_bad -eq 0 && $((raced_ok + raced_refused)) -eq 20 ]] && pass "rename-race-never-grants-a-link ($raced_ok granted, $raced_refused refused)" \
+    || fail "rename-race-never-grants-a-link: $raced_ok ok, $raced_refused refused, $raced_bad wrong"
+
+# revoke: gone at once, and whoever holds it open is killed
+"$B" run work -- sh -c 'exec 3<Music/song.txt; echo holding; exec sleep 60' >"$ROOT/holder.out" 2>&1 &
+holder=$!
+"$B" run work -- sh -c 'cd Music && exec sleep 60' >/dev/null 2>&1 &
+cwd_holder=$!
+for _ in $(seq 50); do grep -q holding "$ROOT/holder.out" && break; sleep 0.1; done
+sleep 0.3
+check revoke-kills-the-holders 0 "2 process(es)" -- "$B" revoke work music
+wait $holder; holder_code=$?
+wait $cwd_holder; cwd_code=$?
+[[ $holder_code -eq 137 && $cwd_code -eq 137 ]] && pass "holders-ended" || fail "holders-ended: $holder_code $cwd_code"
+check revoked-folder-gone 0 "" -- "$B" run work -- sh -c '! test -e Music/song.txt'
+check revoked-is-empty-mount-point 0 "" -- "$B" run work -- sh -c 'test -z "$(ls -A Music)"'
+grep -q '"revoke".*"music"' "$ROOT/state/audit.log" && pass "revoke-audited" || fail "revoke-audited"
+
+# grants survive a broker restart (the compartments run on)
+kill "$DAEMON"; wait "$DAEMON" 2>/dev/null
+start_daemon --config "$ROOT/etc/system.toml"
+check grant-known-after-restart 0 "(granted)" -- "$B" show mail
+check revoke-after-restart 0 "revoked" -- "$B" revoke mail music
+check revoked-after-restart-gone 1 "" -- "$B" run mail -- cat music/song.txt
+
+# ---- files between the host and compartments ----
+mkdir -p "$ROOT/etc/policy.d" "$ROOT/host/tree/sub"
+cat >"$ROOT/etc/policy.d/10-data.policy" <<'EOF2'
+bulkhead.Filecopy  *  @host  work   allow
+bulkhead.Filecopy  *  @host  mail   ask
+bulkhead.Filecopy  *  work   @host  allow
+bulkhead.Filecopy  *  mail   @host  ask
+EOF2
+check apply-policy 0 "" -- "$B" apply "$ROOT/etc/system.toml"
+echo "host letter" >"$ROOT/host/letter.txt"
+echo nested >"$ROOT/host/tree/sub/deep.txt"
+check copy-in 0 "" -- "$B" copy "$ROOT/host/letter.txt" "$ROOT/host/tree" work
+check copy-in-arrived 0 "host letter" -- "$B" run work -- cat Incoming/host/letter.txt
+check copy-in-tree-arrived 0 "nested" -- "$B" run work -- cat Incoming/host/tree/sub/deep.txt
+check copy-in-owned-by-the-user 0 "user" -- "$B" run work -- stat -c %U Incoming/host/letter.txt
+check copy-in-never-overwrites 0 "" -- "$B" copy "$ROOT/host/letter.txt" work
+check copy-in-second-copy-beside 0 "2" -- "$B" run work -- sh -c 'ls Incoming/host | grep -c letter'
+check copy-in-ask-is-consented 0 "" -- timeout 20 "$B" copy "$ROOT/host/letter.txt" mail
+grep -q '"@host".*"mail".*"bulkhead.Filecopy".*"approved"' "$ROOT/state/audit.log" && pass "copy-in-consent-recorded" || fail "copy-in-consent-recorded"
+check copy-in-denied 126 "denied by policy" -- "$B" copy "$ROOT/host/letter.txt" other
+ln -s /etc/shadow "$ROOT/host/shadow-link"
+check copy-in-link-refused 1 "link" -- "$B" copy "$ROOT/host/shadow-link" work
+check copy-in-missing 2 "No such file" -- "$B" copy "$ROOT/host/missing.txt" work
+check copy-in-mixed 2 "not both" -- "$B" copy "$ROOT/host/letter.txt" work:x mail
+
+DEST=$ROOT/dest
+mkdir -p "$DEST"
+chown 65534:65534 "$DEST"
+check work-writes-files 0 "" -- "$B" run work -- sh -c 'echo outbound > out.txt && mkdir -p outdir/in && echo x > outdir/in/y.txt && ln -s /etc/shadow planted'
+check copy-out 0 "" -- "$B" copy work:out.txt work:outdir "$DEST/"
+[[ $(cat "$DEST/out.txt" 2>/dev/null) == outbound && -f $DEST/outdir/in/y.txt ]] && pass "copy-out-arrived" || fail "copy-out-arrived"
+[[ $(stat -c %u "$DEST/out.txt" 2>/dev/null) == 65534 ]] && pass "copy-out-written-as-the-destinations-owner" || fail "copy-out-written-as-the-destinations-owner: $(stat -c %u "$DEST/out.txt" 2>/dev/null)"
+check copy-out-never-overwrites 0 "" -- "$B" copy work:out.txt "$DEST/"
+[[ $(ls "$DEST" | grep -c out.txt) -eq 2 && $(cat "$DEST/out.txt") == outbound ]] && pass "copy-out-second-copy-beside" || fail "copy-out-second-copy-beside: $(ls "$DEST")"
+check copy-out-planted-link-refused 125 "link" -- "$B" copy work:planted "$DEST/"
+[[ ! -e $DEST/planted && ! -L $DEST/planted ]] && pass "copy-out-no-link-on-the-host" || fail "copy-out-no-link-on-the-host"
+mkdir -p "$ROOT/rootdir"
+check copy-out-root-destination-refused 2 "belongs to root" -- "$B" copy work:out.txt "$ROOT/rootdir/"
+check copy-out-not-a-directory 2 "not a directory" -- "$B" copy work:out.txt "$ROOT/host/letter.txt/"
+check copy-out-ask-is-consented 0 "" -- timeout 20 "$B" copy mail:Documents/new.txt "$DEST/"
+check copy-out-denied 126 "denied by policy" -- "$B" copy other:x "$DEST/"
+[[ -z $(find "$DEST" -user 0) ]] && pass "nothing-on-the-host-owned-by-root" || fail "nothing-on-the-host-owned-by-root"
+
 echo "data_test: $passed passed, $failed failed"
 [[ $failed -eq 0 ]]
