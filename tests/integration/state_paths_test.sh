@@ -55,20 +55,20 @@ ls "$STATE/volumes/shared/sub/inner/note" >/dev/null 2>&1 && pass "readers-folde
 
 # ---- a link in place of a folder above the mount: the broker would walk through it ----
 "$B" run owner -- sh -c "mv ~/Shared/sub ~/Shared/sub.moved && ln -s $VICTIM ~/Shared/sub"
-check reader-refused-through-a-link 125 "not a directory of its own" -- "$B" run reader -- true
+check reader-refused-through-a-link 125 "is a symbolic link" -- "$B" run reader -- true
 [[ ! -e $VICTIM/inner ]] && pass "nothing-made-through-the-link" || fail "nothing-made-through-the-link: $(ls -la "$VICTIM")"
 [[ $(stat -c %u "$VICTIM") == 0 ]] && pass "link-target-owner-unchanged" || fail "link-target-owner-unchanged: $(stat -c %u "$VICTIM")"
 
 # ---- the same at the mount itself: the link is bound (as its target) no more ----
 "$B" run owner -- sh -c "ln -s $VICTIM ~/Shared/top"
-check leaf-refused-at-a-link 125 "not a directory of its own" -- "$B" run leaf -- true
+check leaf-refused-at-a-link 125 "is a symbolic link" -- "$B" run leaf -- true
 [[ $(stat -c %u "$VICTIM") == 0 && -z $(ls -A "$VICTIM") ]] && pass "link-target-untouched" || fail "link-target-untouched"
 
 # ---- a link to /etc: as the issue reproduced it ----
 "$B" stop reader >/dev/null 2>&1
 "$B" run owner -- sh -c "rm ~/Shared/sub && ln -s /etc ~/Shared/sub"
 etc_before=$(stat -c '%u %a' /etc)
-check reader-refused-through-a-link-to-etc 125 "not a directory of its own" -- "$B" run reader -- true
+check reader-refused-through-a-link-to-etc 125 "is a symbolic link" -- "$B" run reader -- true
 [[ ! -e /etc/inner && $(stat -c '%u %a' /etc) == "$etc_before" ]] && pass "etc-untouched" || fail "etc-untouched"
 
 # ---- put back: the reader starts again and finds its note ----

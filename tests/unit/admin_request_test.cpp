@@ -55,3 +55,24 @@ TEST(AdminRequest, RefusesWhatIsNotARequest)
     EXPECT_EQ(error_of(R"({"op":"run","tty":"yes"})"), "malformed request: field 'tty' must be true or false");
     EXPECT_EQ(error_of(R"({"op":"policy_check","source":"a","target":"b"})"), "malformed request: missing field 'service'");
 }
+
+TEST(AdminRequest, GrantsAndHostCopies)
+{
+    auto grant = decode(R"({"op":"grant","name":"work","volume":"documents/work","at":"Docs","mode":"rw"})");
+    ASSERT_TRUE(grant.has_value()) << grant.error().message();
+    EXPECT_EQ(grant.value().volume, "documents/work");
+    EXPECT_EQ(grant.value().at, "Docs");
+    EXPECT_EQ(grant.value().mode, "rw");
+    EXPECT_EQ(decode(encode_admin_request(grant.value())).value(), grant.value());
+    auto revoke = decode(R"({"op":"revoke","name":"work","volume":"music"})");
+    ASSERT_TRUE(revoke.has_value());
+    EXPECT_EQ(decode(encode_admin_request(revoke.value())).value(), revoke.value());
+    auto copy = decode(R"({"op":"run","name":"work","copy":"out","argv":["a.txt"]})", 4);
+    ASSERT_TRUE(copy.has_value());
+    EXPECT_EQ(copy.value().copy, "out");
+    EXPECT_EQ(decode(encode_admin_request(copy.value()), 4).value(), copy.value());
+    EXPECT_EQ(error_of(R"({"op":"grant","name":"work"})"), "malformed request: missing field 'volume'");
+    EXPECT_EQ(error_of(R"({"op":"grant","name":"work","volume":"v","mode":"rwx"})"), "malformed request: 'mode' is \"ro\" or \"rw\"");
+    EXPECT_EQ(error_of(R"({"op":"run","name":"work","copy":"sideways"})", 4), "malformed request: 'copy' is \"in\" or \"out\"");
+    EXPECT_EQ(error_of(R"({"op":"show"})"), "malformed request: missing field 'name'");
+}
