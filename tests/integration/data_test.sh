@@ -198,5 +198,12 @@ check copy-out-ask-is-consented 0 "" -- timeout 20 "$B" copy mail:Documents/new.
 check copy-out-denied 126 "denied by policy" -- "$B" copy other:x "$DEST/"
 [[ -z $(find "$DEST" -user 0) ]] && pass "nothing-on-the-host-owned-by-root" || fail "nothing-on-the-host-owned-by-root"
 
+# ---- instances (docs/examples/instances.toml): one template, two compartments, two folders ----
+check instances-apply 0 "" -- "$B" apply "$(dirname "$BASH_SOURCE")/../../docs/examples/instances.toml"
+check writer-work-writes 0 "" -- "$B" run writer-work -- sh -c 'echo at-work > Documents/letter.txt'
+check writer-home-does-not-see-it 1 "" -- "$B" run writer-home -- cat Documents/letter.txt
+check archive-reads-both 0 "at-work" -- "$B" run archive -- cat work/letter.txt
+check archive-changes-neither 1 "Read-only" -- "$B" run archive -- touch work/other.txt
+
 echo "data_test: $passed passed, $failed failed"
 [[ $failed -eq 0 ]]
