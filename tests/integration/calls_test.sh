@@ -290,7 +290,8 @@ check move-removes-original 0 "gone" -- "$B" run work -- sh -c 'echo m > moved.t
 check copy-refuses-symlink 2 "" -- "$B" run work -- sh -c 'ln -sf /etc/passwd link && bulkhead-copy research link; exit $(( $? == 0 ? 0 : 2 ))'
 check host-copy-from-compartment 0 "" -- "$B" copy work:report.txt research
 check host-copy-arrived 0 "second" -- "$B" run research -- cat "/home/user/Incoming/work/report.txt (2)"
-check host-copy-usage 2 "is not SRC:PATH" -- "$B" copy /etc/passwd research
+check host-file-copy-needs-a-rule 126 "denied by policy (no matching rule)" -- "$B" copy /etc/passwd research
+check host-copy-mixed-sources 2 "not both" -- "$B" copy /etc/passwd work:report.txt research
 check copy-denied 126 "denied by policy" -- "$B" run personal -- sh -c 'echo x > f && bulkhead-copy work f'
 check host-copy-denial-names-rule-on-host 126 "copy: denied by policy (no matching rule)" -- "$B" copy personal:f work
 
@@ -355,7 +356,8 @@ for payload in [b"\xff" * 100, b"\x10\x01\x00\x00\x00\x00\x00\x00\x00", b"\x20" 
 rss() { awk '/VmRSS/ {print $2}' "/proc/$DAEMON/status"; }
 before=$(rss)
 out=$("$B" run work -- bash -c "for i in \$(seq 1000); do { bulkhead-call vault $P.Empty </dev/null && echo ok; } & done; wait" 2>"$ROOT/flood.err" | grep -c ok)
-[[ $out == 1000 ]] && pass "1000-concurrent-calls-all-succeed" || fail "1000-concurrent-calls-all-succeed: $out; $(sort "$ROOT/flood.err" | uniq -c | head -3)"
+[[ $out == 1000 ]] && pass "1000-concurrent-calls-all-succeed" \
+    || fail "1000-concurrent-calls-all-succeed: $out; $(sort "$ROOT/flood.err" | uniq -c | head -3); broker: $(grep -E 'vault|work' "$LOG" | grep -v throttled | tail -5)"
 check other-compartment-served-during-flood 0 "" -- "$B" run research -- bulkhead-call vault "$P.Empty"
 # 1000 calls are more than the burst of 200: the broker says it throttles work, and only work.
 grep -q "work: calls throttled: more than 200 at once, then [0-9]* per second" "$LOG" && ! grep -q "research: calls throttled" "$LOG" \
