@@ -39,11 +39,23 @@ Result<Connection> open_call(std::string const& target, std::string const& servi
     if (received.end_of_stream)
         return Error::from_message("the broker closed the connection without an answer");
     auto reply = TRY(wire::decode_call_reply(received.bytes));
+    if (auto* held = std::get_if<wire::CallHeld>(&reply); held != nullptr && received.fds.empty()) {
+        // An `ask` rule holds the call: say so, then wait for the answer.
+        std::string line = "bulkhead: waiting for the administrator to allow this call (bulkhead approve "
+            + std::to_string(held->ask_id) + " on the host)\n";
+        (void)!::write(2, line.data(), line.size());
+        received = TRY(sys::receive_record(connection.get(), wire::max_broker_record, wire::call_connected_descriptors));
+        if (received.end_of_stream)
+            return Error::from_message("the broker closed the connection without an answer");
+        reply = TRY(wire::decode_call_reply(received.bytes));
+        if (std::holds_alternative<wire::CallHeld>(reply))
+            return Error::from_message("the broker held the call twice");
+    }
     if (auto* refused = std::get_if<wire::CallRefused>(&reply)) {
         refused_code = static_cast<int>(refused->exit_code);
         return Error::from_message(refused->message);
     }
-    if (received.fds.size() != wire::call_connected_descriptors)
+    if (!std::holds_alternative<wire::CallConnected>(reply) || received.fds.size() != wire::call_connected_descriptors)
         return Error::from_message("the broker's answer carries the wrong descriptors");
     Connection call;
     call.target = std::get<wire::CallConnected>(reply).target;

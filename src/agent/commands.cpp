@@ -201,8 +201,48 @@ int service_main(std::vector<std::string> const& args)
 
 } // namespace
 
+// `COMMAND --help` inside a compartment.
+std::optional<std::string_view> help_of(std::string_view program)
+{
+    if (program == "bulkhead-call")
+        return "usage: bulkhead-call [--raw] TARGET SERVICE[+ARG]\n"
+               "\n"
+               "Calls SERVICE in compartment TARGET through the broker, which checks the policy and records the\n"
+               "call. stdin and stdout are connected to the service; its exit code is this command's. TARGET may\n"
+               "be a compartment, @default, @disposable or @disposable:TEMPLATE (a new disposable for this call).\n"
+               "A call held by an `ask` rule waits for the administrator (bulkhead approve).\n"
+               "--raw: the service's bytes reach a terminal unfiltered.\n"
+               "Exit 126: denied by policy (or no such compartment); 125: bulkhead failed.\n";
+    if (program == "bulkhead-copy" || program == "bulkhead-move")
+        return program == "bulkhead-copy"
+            ? "usage: bulkhead-copy DESTINATION FILE...\n\nCopies files and folders to compartment DESTINATION, where they arrive in ~/Incoming/THIS-COMPARTMENT/\n"
+              "(policy: bulkhead.Filecopy). Links and special files are refused before anything is sent; nothing\n"
+              "is overwritten at the destination (a suffix is added).\n"
+            : "usage: bulkhead-move DESTINATION FILE...\n\nAs bulkhead-copy, then removes the originals once the copy succeeded.\n";
+    if (program == "bulkhead-clip")
+        return "usage: bulkhead-clip copy|paste\n"
+               "\n"
+               "copy: puts stdin (text, at most 1 MiB) on the global clipboard, held by the broker.\n"
+               "paste: prints it, if the policy allows it from the compartment that copied it; then it is empty.\n";
+    if (program == "bulkhead-open-disposable")
+        return "usage: bulkhead-open-disposable [--view-only] [--template T] [--max-size SIZE] FILE [CMD...]\n"
+               "\n"
+               "Opens a copy of FILE in a new disposable with CMD (default: xdg-open when there is a display, else\n"
+               "cat); the edited copy comes back into FILE when CMD ends, unless --view-only. --template: the\n"
+               "disposable's template; --max-size: the largest edited copy accepted (default 4G).\n";
+    if (program == "bulkhead-service")
+        return "usage: bulkhead-service SERVICE ARG\n\nRuns the service SERVICE for a call (the agent starts it; not meant to be typed).\n";
+    return std::nullopt;
+}
+
 std::optional<int> run_command(std::string_view program, std::vector<std::string> const& args)
 {
+    if (!args.empty() && (args.front() == "--help" || args.front() == "-h")) {
+        if (auto help = help_of(program)) {
+            std::fwrite(help->data(), 1, help->size(), stdout);
+            return 0;
+        }
+    }
     if (program == "bulkhead-call" || program == "bulkhead-copy" || program == "bulkhead-move" || program == "bulkhead-clip"
         || program == "bulkhead-open-disposable")
         ::signal(SIGPIPE, SIG_IGN); // a peer that goes away must not kill a command about to say why

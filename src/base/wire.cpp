@@ -307,6 +307,11 @@ std::vector<uint8_t> encode(CallReply const& reply)
         writer.string(connected->target);
         return writer.take();
     }
+    if (auto const* held = std::get_if<CallHeld>(&reply)) {
+        Writer writer(MessageType::CallHeld);
+        writer.u32(held->ask_id);
+        return writer.take();
+    }
     auto const& refused = std::get<CallRefused>(reply);
     Writer writer(MessageType::CallRefused);
     writer.u32(refused.exit_code);
@@ -370,6 +375,12 @@ Result<CallReply> decode_call_reply(std::span<uint8_t const> record)
         if (refused.exit_code > 255)
             return Error::from_message("exit code " + std::to_string(refused.exit_code));
         return CallReply(std::move(refused));
+    }
+    case MessageType::CallHeld: {
+        CallHeld held;
+        held.ask_id = reader.u32();
+        TRY(reader.finish());
+        return CallReply(held);
     }
     default:
         return Error::from_message("unknown message type " + std::to_string(record[0]));

@@ -42,6 +42,7 @@ enum class MessageType : uint8_t {
     // broker -> caller
     CallConnected = 48,
     CallRefused = 49,
+    CallHeld = 50,
 };
 
 enum class RunAs : uint32_t { Root = 0, User = 1 };
@@ -125,7 +126,13 @@ std::vector<uint8_t> encode(AgentMessage const& message);
 Result<BrokerMessage> decode_broker_message(std::span<uint8_t const> record);
 Result<AgentMessage> decode_agent_message(std::span<uint8_t const> record);
 
-using CallReply = std::variant<CallConnected, CallRefused>;
+// Held by an `ask` rule: the final answer (CallConnected or CallRefused) follows on the same
+// connection once the administrator has answered ask `ask_id` or the time ran out.
+struct CallHeld {
+    uint32_t ask_id = 0;
+};
+
+using CallReply = std::variant<CallConnected, CallRefused, CallHeld>;
 inline constexpr size_t call_connected_descriptors = 3;
 std::vector<uint8_t> encode(Call const& call);
 std::vector<uint8_t> encode(CallReply const& reply);

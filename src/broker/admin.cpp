@@ -225,20 +225,36 @@ void Broker::admin_rollback(int client)
 
 void Broker::admin_lifecycle(int client, std::string const& op, std::string const& name)
 {
+    if (op == "stop" && name == "--all") {
+        // Every running compartment; pools stay empty until used or until the next apply.
+        std::vector<std::string> names;
+        for (auto const& [running, live] : m_live) {
+            names.push_back(running);
+            if (live.disposable)
+                m_pools_paused.insert(live.template_name);
+        }
+        for (auto const& running : names)
+            stop_compartment(running, "stopped by the administrator (stop --all)");
+        (void)record({.kind = "admin", .caller = "@host", .target = "@all", .service = op, .verdict = "ok",
+            .detail = std::to_string(names.size()) + " stopped"});
+        return reply(client, json {{"ok", true}, {"stopped", names}}.dump());
+    }
     auto live = m_live.find(name);
     bool configured = m_config.find_compartment(name) != nullptr;
     if (!configured && live == m_live.end())
         return reply_error(client, "no compartment named '" + name + "'", 2);
     if (op == "stop" || op == "restart") {
         if (live == m_live.end() && op == "stop")
-            return reply_error(client, name + " is not running", 2);
+            return reply(client, json {{"ok", true}, {"stopped", json::array()}}.dump()); // already stopped: nothing to do
+        if (op == "stop" && live->second.pooled)
+            m_pools_paused.insert(live->second.template_name); // not refilled behind the administrator's back
         stop_compartment(name, op == "stop" ? "stopped by the administrator" : "restarted by the administrator");
         if (op == "stop") {
             (void)record({.kind = "admin", .caller = "@host", .target = name, .service = op, .verdict = "ok"});
-            return reply(client, R"({"ok":true})");
+            return reply(client, json {{"ok", true}, {"stopped", {name}}}.dump());
         }
     } else if (live != m_live.end()) {
-        return reply_error(client, name + " is already running", 2);
+        return reply(client, json {{"ok", true}, {"already_running", true}}.dump()); // start of a running one: nothing to do
     }
     if (!configured)
         return reply_error(client, name + " is a disposable and cannot be started again", 2);
@@ -393,6 +409,14 @@ void Broker::admin_policy_check(int client, std::string const& source, std::stri
         {"rule", policy::decision_where(m_policy, decision)}, {"policy", m_policy_source}, {"steps", lines}};
     if (decision.params.target)
         object["target"] = *decision.params.target;
+    // FILE:LINE names the rule as applied: say so when the files have changed since.
+    if (!m_policy_dir.empty()) {
+        auto on_disk = read_policy(m_policy_dir);
+        if (on_disk.is_error() || on_disk.value().snapshot != m_policy_snapshot)
+            object["differs"] = "the policy files in " + m_policy_dir + " differ from the policy in force"
+                + (on_disk.is_error() ? " (they do not parse: " + on_disk.error().message() + ")" : "")
+                + "; this answer is the policy in force, FILE:LINE as it was applied (bulkhead apply to use the files)";
+    }
     reply(client, object.dump(-1, ' ', false, json::error_handler_t::replace));
 }
 

@@ -479,7 +479,8 @@ Status Broker::serve()
     while (!m_stopping) {
         bool pools_short = false;
         for (auto const& compartment : m_config.compartments) {
-            if (compartment.disposable_template && pool_size(compartment.name) < compartment.preload)
+            if (compartment.disposable_template && pool_size(compartment.name) < compartment.preload
+                && !m_pools_paused.contains(compartment.name))
                 pools_short = true;
         }
         // Pools are refilled when nothing is ready and no command waits to start, so that starting a
@@ -1027,6 +1028,7 @@ Result<Live*> Broker::take_disposable(std::string const& template_name, std::str
     }
     if (live == nullptr)
         live = TRY(make_disposable(template_name, false));
+    m_pools_paused.erase(template_name); // a pool an administrator's stop emptied is used again
     live->pooled = false;
     live->owner = owner;
     live->account = account;
@@ -1054,7 +1056,8 @@ size_t Broker::pool_size(std::string const& template_name) const
 void Broker::refill_pools()
 {
     for (auto const& compartment : m_config.compartments) {
-        if (!compartment.disposable_template || pool_size(compartment.name) >= compartment.preload)
+        if (!compartment.disposable_template || pool_size(compartment.name) >= compartment.preload
+            || m_pools_paused.contains(compartment.name))
             continue;
         if (auto made = make_disposable(compartment.name, true); made.is_error()) {
             log("preloading a disposable of " + compartment.name + ": " + made.error().message());
@@ -1236,6 +1239,29 @@ Result<std::vector<std::string>> Broker::apply_config(std::string const& text, s
                 else if (before != nullptr)
                     lines.push_back(compartment.name + ": firewall rules of its running clients updated");
             }
+            // Pools follow the configuration in force: pooled disposables of a template that changed,
+            // went away or now wants fewer go; the pool refills from the new settings when idle.
+            std::set<std::string> changed;
+            for (auto const& change : plan.changes)
+                if (change.kind != ChangeKind::Add)
+                    changed.insert(change.name);
+            std::map<std::string, uint32_t> kept;
+            std::vector<std::string> stale;
+            for (auto const& [name, live] : m_live) {
+                if (!live.pooled)
+                    continue;
+                auto const* templ = m_config.find_compartment(live.template_name);
+                if (changed.contains(live.template_name) || templ == nullptr || !templ->disposable_template
+                    || kept[live.template_name] >= templ->preload)
+                    stale.push_back(name);
+                else
+                    ++kept[live.template_name];
+            }
+            for (auto const& name : stale)
+                stop_compartment(name, "its pool follows the configuration in force");
+            if (!stale.empty())
+                lines.push_back(std::to_string(stale.size()) + " pooled disposable(s) of changed templates stopped (pools refill from the new settings)");
+            m_pools_paused.clear();
             lines.push_back("generation " + std::to_string(generation) + " applied");
             return lines;
         }

@@ -320,6 +320,9 @@ private:
     sys::UniqueFd m_agent_exe;
     sys::UniqueFd m_state_dir; // STATE, where compartment-owned folders are reached from (O_PATH)
     sys::UniqueFd m_volumes_dir; // STATE/volumes (O_PATH)
+    // Disposable templates whose pool the administrator emptied with `stop`: not refilled until a
+    // disposable of it is taken again or a configuration is applied.
+    std::set<std::string> m_pools_paused;
     struct Draining {
         std::string name;
         std::unique_ptr<sandbox::Cgroup> cgroup;
@@ -344,6 +347,7 @@ private:
     std::map<uint64_t, PendingAsk> m_asks;
     Clipboard m_clipboard;
     policy::Policy m_policy;
+    std::string m_policy_dir, m_policy_snapshot; // what the policy in force was read from, and all of it
     std::string m_policy_source;         // the policy.d directory, or "embedded default policy"
     std::optional<audit::Log> m_audit;
     uint64_t m_audit_head_stored = 0; // the last seq whose head is in SQLite (flush_audit)

@@ -125,6 +125,8 @@ Result<Broker::LoadedPolicy> Broker::policy_from_snapshot(std::string const& sna
 std::string Broker::use_policy(LoadedPolicy loaded, std::optional<int64_t> generation)
 {
     m_policy = std::move(loaded.policy);
+    m_policy_dir = loaded.dir;
+    m_policy_snapshot = loaded.snapshot;
     m_policy_source = loaded.dir.empty() ? "embedded default policy" : loaded.dir;
     if (generation)
         m_policy_source += " as applied with generation " + std::to_string(*generation);
@@ -448,7 +450,10 @@ void Broker::route_call(int fd, wire::Call const& call_in)
         ask.deadline_ms = ask.asked_at_ms + m_ask_timeout_ms;
         log("ask " + std::to_string(ask.id) + ": " + source + " -> " + entry.target + " " + call.service
             + (call.arg.empty() ? "" : "+" + call.arg) + " (" + where + "): bulkhead approve|deny " + std::to_string(ask.id));
+        uint32_t const shown_id = ask.id <= UINT32_MAX ? static_cast<uint32_t>(ask.id) : 0;
         m_asks.emplace(ask.id, std::move(ask));
+        // The caller is told it waits, and for what (the answer follows on this connection).
+        (void)sys::send_record(fd, wire::encode(wire::CallReply(wire::CallHeld {shown_id})));
         return;
     }
     if (decision.params.notify.value_or(false))

@@ -2,6 +2,8 @@
 // rollback, ls, start, stop, restart.
 #include "cli/client.hpp"
 
+#include <algorithm>
+
 #include "base/parse.hpp"
 #include "broker/broker.hpp"
 #include "cli/commands.hpp"
@@ -154,6 +156,8 @@ std::string take_socket_option(std::vector<std::string>& args, std::string& erro
 Result<sys::UniqueFd> connect_broker(std::string const& socket_path)
 {
     auto connected = sys::connect_unix(socket_path);
+    if (connected.is_error() && (connected.error().code() == EACCES || connected.error().code() == EPERM))
+        return Error::from_message("the admin socket " + socket_path + " is root's only: run bulkhead as root (e.g. with sudo)");
     if (connected.is_error())
         return Error::from_message("cannot reach the broker at " + socket_path + ": " + connected.error().message()
             + " (is `bulkhead daemon` running?)");
@@ -339,9 +343,30 @@ int admin_command(std::string const& command, std::vector<std::string> args)
             print_error("usage: bulkhead rollback");
             return exit_usage;
         }
+    } else if (command == "stop" && (args.size() > 1 || (args.size() == 1 && args.front() == "--all"))) {
+        // stop NAME... and stop --all: one request each (--all is the broker's, so that it is one moment).
+        if (args.size() > 1 && std::find(args.begin(), args.end(), "--all") != args.end()) {
+            print_error("usage: bulkhead stop NAME... | bulkhead stop --all");
+            return exit_usage;
+        }
+        int code = 0;
+        for (auto const& name : args) {
+            if (name != "--all" && name.starts_with("-")) {
+                print_error("stop: unexpected option '" + name + "'");
+                return exit_usage;
+            }
+            auto reply = call_broker(socket, {{"op", "stop"}, {"name", name}});
+            if (reply.is_error()) {
+                print_error(reply.error().message());
+                return exit_failed;
+            }
+            if (!reply.value().value("ok", false))
+                code = report_failure(reply.value());
+        }
+        return code;
     } else {
         if (args.size() != 1 || args.front().starts_with("-")) {
-            print_error("usage: bulkhead " + command + " NAME");
+            print_error("usage: bulkhead " + command + (command == "stop" ? " NAME... | bulkhead stop --all" : " NAME"));
             return exit_usage;
         }
         request["name"] = args.front();

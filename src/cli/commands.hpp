@@ -35,5 +35,7 @@ Status ensure_private_dir(std::string const& path);
 std::string shown_on(int fd, std::string_view text);
 // "bulkhead: error: MESSAGE" on stderr, through shown_on.
 void print_error(std::string_view message);
+// Prints `bulkhead COMMAND --help` (help.cpp); false for a command it does not know.
+bool print_command_help(std::string_view command);
 
 } // namespace bulkhead::cli

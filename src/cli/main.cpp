@@ -79,6 +79,16 @@ int main(int argc, char** argv)
     }
     if (command == "sandbox")
         return bulkhead::cli::sandbox_command(rest);
+    // COMMAND --help (before any `--`: what follows it belongs to a command in a compartment).
+    if (command != "run" && command != "shell") {
+        for (char* arg : rest) {
+            std::string_view word = arg;
+            if (word == "--")
+                break;
+            if ((word == "--help" || word == "-h") && bulkhead::cli::print_command_help(command))
+                return 0;
+        }
+    }
     if (command == "demo")
         return bulkhead::cli::demo_command(rest);
     std::vector<std::string> words(rest.begin(), rest.end());

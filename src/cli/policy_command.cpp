@@ -124,7 +124,11 @@ int check_command(std::string const& socket, std::vector<std::string> args)
             print_shown("  %s\n", line.get<std::string>().c_str());
     std::string target = body.contains("target") && body["target"].is_string() ? " target=" + body["target"].get<std::string>() : "";
     print_shown("%s (%s)%s\n", body.value("action", "?").c_str(), body.value("rule", "?").c_str(), target.c_str());
-    return 0;
+    if (body.contains("differs") && body["differs"].is_string())
+        print_error(body["differs"].get<std::string>());
+    // 0 allow, 1 deny, 3 ask: scripts can branch on the decision.
+    std::string const action = body.value("action", "");
+    return action == "allow" ? 0 : action == "ask" ? 3 : 1;
 }
 
 int pending_command(std::string const& socket, std::vector<std::string> const& args)

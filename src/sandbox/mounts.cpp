@@ -211,6 +211,11 @@ Status build_etc(Spec const& spec, int root)
     TRY(sys::write_file_beneath(etc.get(), "group", generated_group(), 0644));
     TRY(sys::write_file_beneath(etc.get(), "hostname", hostname + "\n", 0644));
     TRY(sys::write_file_beneath(etc.get(), "hosts", generated_hosts(hostname), 0644));
+    // A login shell's /etc/profile sets PATH anew; this puts the in-compartment commands back.
+    TRY(sys::make_dirs_beneath(etc.get(), "profile.d", 0755));
+    TRY(sys::write_file_beneath(etc.get(), "profile.d/bulkhead.sh",
+        "# bulkhead: the commands that reach other compartments (bulkhead-call, bulkhead-copy ...)\n"
+        "case \":$PATH:\" in *:/run/bulkhead/bin:*) ;; *) PATH=\"$PATH:/run/bulkhead/bin\"; export PATH ;; esac\n", 0644));
     TRY(sys::write_file_beneath(etc.get(), "resolv.conf", "# this compartment has no network\n", 0644));
     TRY(sys::write_file_beneath(etc.get(), "nsswitch.conf",
         "passwd: files\ngroup: files\nshadow: files\nhosts: files dns\nnetworks: files\nprotocols: files\n"

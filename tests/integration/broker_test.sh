@@ -36,7 +36,7 @@ check exit-unknown-user 2 "unknown user 'alice'" -- "$B" run --user alice work -
 check exit-not-a-template 2 "'work' is not a disposable template" -- "$B" run --disposable work -- true
 check exit-unknown-option 2 "unknown option" -- "$B" run --frobnicate work -- true
 check exit-no-broker 125 "cannot reach the broker" -- "$B" --socket "$ROOT/nowhere.sock" ls
-check exit-stop-not-running 2 "is not running" -- "$B" stop vault
+check stop-not-running-is-a-no-op 0 "" -- "$B" stop vault
 check exit-start-unknown 2 "no compartment named" -- "$B" start nosuch
 check exit-ls-usage 2 "usage" -- "$B" ls --frobnicate
 

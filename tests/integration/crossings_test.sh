@@ -240,13 +240,15 @@ check approve-after-clipboard-changed-refused 126 "clipboard changed" -- "$B" ap
 wait "$asker"
 [[ $(cat "$ROOT/paste.code") == 126 && $(cat "$ROOT/paste.out") != *vault-secret* ]] && pass "changed-clipboard-not-pasted" || fail "changed-clipboard-not-pasted: $(cat "$ROOT/paste.code") $(cat "$ROOT/paste.out")"
 # The paste now is vault's, and the administrator is asked about vault's.
-("$B" run research -- bulkhead-clip paste >"$ROOT/paste2.out" 2>&1; echo $? >"$ROOT/paste2.code") &
+("$B" run research -- bulkhead-clip paste >"$ROOT/paste2.out" 2>"$ROOT/paste2.err"; echo $? >"$ROOT/paste2.code") &
 asker=$!
 id=$(pending_id)
 [[ $("$B" pending) == *vault*research*Clipboard* ]] && pass "pending-paste-names-the-real-source" || fail "pending-paste-names-the-real-source: $("$B" pending)"
 check approve-unchanged-clipboard 0 "" -- "$B" approve "$id"
 wait "$asker"
 [[ $(cat "$ROOT/paste2.code") == 0 && $(cat "$ROOT/paste2.out") == vault-secret ]] && pass "approved-paste-delivers-what-was-asked" || fail "approved-paste-delivers-what-was-asked: $(cat "$ROOT/paste2.code") $(cat "$ROOT/paste2.out")"
+[[ $(cat "$ROOT/paste2.err") == *"waiting for the administrator to allow this call (bulkhead approve $id on the host)"* ]] \
+    && pass "waiting-caller-is-told-what-it-waits-for" || fail "waiting-caller-is-told-what-it-waits-for: $(cat "$ROOT/paste2.err")"
 "$B" audit --json | grep '"approved"' | grep -q '"caller":"vault"' && pass "approved-paste-audited-with-real-source" || fail "approved-paste-audited-with-real-source"
 
 # ---- 13c. A clipboard keeps its source's identity after the source is gone ----
