@@ -83,6 +83,15 @@ void Broker::handle_admin(int client, std::vector<uint8_t> const& bytes, std::ve
         return admin_rollback(client);
     if (op == "start" || op == "stop" || op == "restart")
         return admin_lifecycle(client, op, request.name);
+    if (op == "generations")
+        return admin_generations(client);
+    if (op == "config_show") {
+        config::EffectiveDefaults defaults;
+        defaults.memory_bytes = host_memory_bytes() / 2;
+        defaults.pids = default_pids;
+        return reply(client, json {{"ok", true}, {"generation", m_generation}, {"text", config::format_system_config(m_config, defaults)}}
+                                 .dump(-1, ' ', false, json::error_handler_t::replace));
+    }
     if (op == "grant")
         return admin_grant(client, request.name, request.volume, request.at, request.mode != "rw");
     if (op == "revoke")
@@ -92,6 +101,18 @@ void Broker::handle_admin(int client, std::vector<uint8_t> const& bytes, std::ve
     // run: what decode_admin_request leaves
     admin_run(client, request.name, request.templ, request.disposable, std::move(request.argv), request.user, request.tty,
               request.rows, request.cols, request.term, std::move(fds), request.copy);
+}
+
+void Broker::admin_generations(int client)
+{
+    auto generations = m_db->generations();
+    if (generations.is_error())
+        return reply_error(client, "reading the generations: " + generations.error().message(), 125);
+    json list = json::array();
+    for (auto const& generation : generations.value())
+        list.push_back({{"id", generation.id}, {"applied_at", generation.applied_at}, {"source", generation.source},
+            {"current", generation.id == m_generation}});
+    reply(client, json {{"ok", true}, {"generations", list}}.dump(-1, ' ', false, json::error_handler_t::replace));
 }
 
 void Broker::admin_ls(int client)

@@ -304,6 +304,7 @@ private:
     void admin_grant(int client, std::string const& name, std::string const& volume, std::string const& at, bool read_only);
     void admin_revoke(int client, std::string const& name, std::string const& volume);
     void admin_show(int client, std::string const& name);
+    void admin_generations(int client);
     Status save_grants(Live const& live) const;
     void load_grants(Live& live);
     nlohmann::json mounts_of(config::Compartment const& settings, Live const* live) const;

@@ -3,6 +3,7 @@
 #include "cli/client.hpp"
 
 #include <algorithm>
+#include <ctime>
 
 #include "base/parse.hpp"
 #include "broker/broker.hpp"
@@ -338,6 +339,23 @@ int admin_command(std::string const& command, std::vector<std::string> args)
                 request["policy_dir"] = path.substr(0, path.rfind('/')) + "/policy.d";
             }
         }
+    } else if (command == "generations" || command == "config") {
+        std::vector<std::string> rest = args;
+        if (command == "config") {
+            if (rest.empty() || rest.front() != "show") {
+                print_error("usage: bulkhead config show [--json]");
+                return exit_usage;
+            }
+            rest.erase(rest.begin());
+            request["op"] = "config_show";
+        }
+        for (auto const& arg : rest) {
+            if (arg != "--json") {
+                print_error(command + ": unexpected argument '" + arg + "'\nusage: bulkhead " + (command == "config" ? "config show" : command) + " [--json]");
+                return exit_usage;
+            }
+            as_json = true;
+        }
     } else if (command == "rollback") {
         if (!args.empty()) {
             print_error("usage: bulkhead rollback");
@@ -394,6 +412,29 @@ int admin_command(std::string const& command, std::vector<std::string> args)
         return print_ls(body, as_json);
     if (command == "net")
         return print_net(body, as_json);
+    if (command == "config") {
+        if (as_json)
+            std::printf("%s\n", json {{"generation", body.value("generation", 0)}, {"text", body.value("text", "")}}.dump(2).c_str());
+        else
+            std::printf("# generation %lld\n%s", static_cast<long long>(body.value("generation", 0LL)), body.value("text", "").c_str());
+        return 0;
+    }
+    if (command == "generations") {
+        auto list = body.value("generations", json::array());
+        if (as_json) {
+            std::printf("%s\n", list.dump(2).c_str());
+            return 0;
+        }
+        for (auto const& generation : list) {
+            time_t when = static_cast<time_t>(generation.value("applied_at", 0LL));
+            char stamp[32] = "?";
+            if (tm parts {}; ::localtime_r(&when, &parts) != nullptr)
+                std::strftime(stamp, sizeof(stamp), "%Y-%m-%d %H:%M:%S", &parts);
+            std::printf("%c %4lld  %s  %s\n", generation.value("current", false) ? '*' : ' ',
+                static_cast<long long>(generation.value("id", 0LL)), stamp, shown_on(1, generation.value("source", "")).c_str());
+        }
+        return 0;
+    }
     if (body.contains("changes") && body["changes"].is_array()) {
         for (auto const& line : body["changes"]) {
             if (line.is_string())

@@ -20,9 +20,11 @@ constexpr char const* usage_text
       "  apply [FILE]                        validate, then make the running system match FILE\n"
       "  plan [FILE]                         show what apply would change; change nothing\n"
       "  rollback                            return to the previously applied generation\n"
+      "  generations [--json]                the applied generations (* the one in force)\n"
+      "  config show [--json]                the configuration in force, every default filled in\n"
       "  ls [--json]                         compartments: name, label, backend, state, memory, network\n"
       "  net [--json]                        running clients of network compartments: address, state, rules and counters\n"
-      "  start|stop|restart NAME\n"
+      "  start|stop|restart NAME            (stop NAME... | stop --all)\n"
       "  run [--tty] [--user USER] NAME -- CMD [ARG...]\n"
       "  run [--tty] --disposable [TEMPLATE] -- CMD [ARG...]\n"
       "  shell NAME                          interactive shell (pty)\n"
@@ -64,6 +66,16 @@ int main(int argc, char** argv)
     args = std::span<char*>(reordered);
     std::string_view command = args[1];
     auto rest = args.subspan(2);
+    // COMMAND --help (before any `--`: what follows it belongs to a command in a compartment).
+    if (command != "run" && command != "shell") {
+        for (char* arg : rest) {
+            std::string_view word = arg;
+            if (word == "--")
+                break;
+            if ((word == "--help" || word == "-h") && bulkhead::cli::print_command_help(command))
+                return 0;
+        }
+    }
     if (command == "version" || command == "--version") {
         std::printf("bulkhead %s\n", BULKHEAD_VERSION);
         // What the engine will use on this kernel, so that a weaker host is visible at a glance.
@@ -79,22 +91,12 @@ int main(int argc, char** argv)
     }
     if (command == "sandbox")
         return bulkhead::cli::sandbox_command(rest);
-    // COMMAND --help (before any `--`: what follows it belongs to a command in a compartment).
-    if (command != "run" && command != "shell") {
-        for (char* arg : rest) {
-            std::string_view word = arg;
-            if (word == "--")
-                break;
-            if ((word == "--help" || word == "-h") && bulkhead::cli::print_command_help(command))
-                return 0;
-        }
-    }
     if (command == "demo")
         return bulkhead::cli::demo_command(rest);
     std::vector<std::string> words(rest.begin(), rest.end());
     if (command == "daemon")
         return bulkhead::cli::daemon_command(std::move(words));
-    for (char const* admin : {"apply", "plan", "rollback", "ls", "net", "start", "stop", "restart"}) {
+    for (char const* admin : {"apply", "plan", "rollback", "ls", "net", "start", "stop", "restart", "generations", "config"}) {
         if (command == admin)
             return bulkhead::cli::admin_command(std::string(command), std::move(words));
     }

@@ -11,6 +11,7 @@
 #include "sandbox/spec.hpp"
 
 #include <algorithm>
+#include <cstdio>
 #include <array>
 #include <cmath>
 #include <set>
@@ -694,6 +695,102 @@ network = "none"
 label = "orange"
 provides_network = true
 )";
+}
+
+} // namespace bulkhead::config
+
+namespace bulkhead::config {
+
+namespace {
+
+// A TOML basic string: quotes, backslashes and control characters escaped.
+std::string quoted(std::string_view text)
+{
+    std::string out = "\"";
+    for (unsigned char c : text) {
+        if (c == '"' || c == '\\') {
+            out += '\\';
+            out += static_cast<char>(c);
+        } else if (c < 0x20 || c == 0x7f) {
+            char buffer[8];
+            std::snprintf(buffer, sizeof(buffer), "\\u%04x", c);
+            out += buffer;
+        } else {
+            out += static_cast<char>(c);
+        }
+    }
+    return out + "\"";
+}
+
+std::string quoted_list(std::vector<std::string> const& items)
+{
+    std::string out = "[";
+    for (size_t i = 0; i < items.size(); ++i)
+        out += (i == 0 ? "" : ", ") + quoted(items[i]);
+    return out + "]";
+}
+
+std::string key_of(std::string const& name)
+{
+    return valid_name(name) ? name : quoted(name);
+}
+
+} // namespace
+
+std::string format_system_config(SystemConfig const& config, EffectiveDefaults const& defaults)
+{
+    std::string out = "# the configuration in force, every default filled in\n\n[system]\n";
+    out += config.default_disposable.empty() ? "# default_disposable: none\n" : "default_disposable = " + quoted(config.default_disposable) + "\n";
+    for (auto const& templ : config.templates) {
+        out += "\n[templates." + key_of(templ.name) + "]\nkind = " + quoted(templ.kind == TemplateKind::Host ? "host" : "rootfs") + "\n";
+        if (templ.kind == TemplateKind::Rootfs)
+            out += "path = " + quoted(templ.path) + "\n";
+    }
+    for (auto const& volume : config.volumes)
+        out += "\n[volumes." + key_of(volume.name) + "]\n";
+    for (auto const& c : config.compartments) {
+        out += "\n[compartments." + key_of(c.name) + "]\n";
+        out += "label = " + quoted(label_name(c.label)) + "\n";
+        out += "template = " + quoted(c.template_name) + "\n";
+        out += "backend = " + quoted(c.backend == Backend::Vm ? "vm" : "sandbox") + "\n";
+        out += "network = " + quoted(c.network) + "\n";
+        uint64_t const default_memory = defaults.memory_bytes / (1 << 20) * (1 << 20); // whole MiB
+        out += "memory = " + (c.memory_none ? quoted("none") : quoted(format_size(c.memory_bytes != 0 ? c.memory_bytes : default_memory)))
+            + (c.memory_bytes == 0 && !c.memory_none ? "   # default: half the RAM\n" : "\n");
+        out += "pids = " + (c.pids_none ? quoted("none") : std::to_string(c.pids != 0 ? c.pids : defaults.pids))
+            + (c.pids == 0 && !c.pids_none ? "   # default\n" : "\n");
+        if (c.cpu_millis != 0) {
+            char cpus[32];
+            std::snprintf(cpus, sizeof(cpus), "%g", c.cpu_millis / 1000.0);
+            out += std::string("cpus = ") + cpus + "\n";
+        } else {
+            out += "# cpus: no limit\n";
+        }
+        if (!c.disposable_template)
+            out += "disk = " + (c.disk_none ? quoted("none") : quoted(format_size(c.disk_bytes != 0 ? c.disk_bytes : default_disk_bytes)))
+                + (c.disk_bytes == 0 && !c.disk_none ? "   # default\n" : "\n");
+        out += "tags = " + quoted_list(c.tags) + "\n";
+        out += std::string("autostart = ") + (c.autostart ? "true" : "false") + "\n";
+        out += std::string("disposable_template = ") + (c.disposable_template ? "true" : "false") + "\n";
+        if (c.disposable_template)
+            out += "preload = " + std::to_string(c.preload) + "\n";
+        out += "max_disposables = " + std::to_string(c.max_disposables) + "\n";
+        out += std::string("provides_network = ") + (c.provides_network ? "true" : "false") + "\n";
+        if (c.provides_network) {
+            out += "uplink = " + quoted(c.uplink) + "\n";
+            out += c.dns.empty() ? "# dns: the host's first nameserver\n" : "dns = " + quoted(c.dns) + "\n";
+            for (auto const& [client, rules] : c.firewall)
+                out += "firewall." + key_of(client) + " = " + quoted_list(rules) + "\n";
+        }
+        out += "mounts = [";
+        for (size_t i = 0; i < c.mounts.size(); ++i) {
+            auto const& m = c.mounts[i];
+            out += std::string(i == 0 ? "\n" : "") + "  { volume = " + quoted(m.volume) + (m.path.empty() ? "" : ", path = " + quoted(m.path))
+                + ", at = " + quoted(m.at) + ", mode = " + quoted(m.mode == MountMode::ReadWrite ? "rw" : "ro") + " },\n";
+        }
+        out += "]\n";
+    }
+    return out;
 }
 
 } // namespace bulkhead::config

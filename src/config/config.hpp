@@ -110,6 +110,16 @@ struct ParseOutcome {
 // Parses and validates `text`; `file` names it in diagnostics.
 ParseOutcome parse_system_config(std::string_view text, std::string_view file);
 
+// What the broker fills in where a compartment leaves a limit to its default.
+struct EffectiveDefaults {
+    uint64_t memory_bytes = 0; // half the host's RAM
+    uint64_t pids = 4096;
+};
+
+// `config` as system.toml text with every default filled in (`bulkhead config show`); parsing the
+// text gives the same configuration (with the defaults now explicit).
+std::string format_system_config(SystemConfig const& config, EffectiveDefaults const& defaults);
+
 // The embedded default system, used when no configuration exists: work, personal, untrusted
 // (the default disposable), vault (no network) and sys-net (provides network).
 std::string_view default_system_toml();

@@ -280,3 +280,59 @@ uplink = "eth1"
     EXPECT_EQ(config.find_compartment("sys-firewall")->firewall.at("work").size(), 3u);
     EXPECT_EQ(config.find_compartment("sys-firewall")->firewall_where.at("work").line, 7u);
 }
+
+// `bulkhead config show`: the configuration in force as text, defaults filled in, that parses back
+// into the same configuration.
+TEST(Config, ShownConfigurationParsesBackToTheSame)
+{
+    std::string const text = std::string(default_system_toml()) + R"(
+[volumes.documents]
+
+[compartments.writer]
+label = "purple"
+cpus = 1.5
+memory = "none"
+tags = ["a", "b"]
+mounts = [ { volume = "documents", path = "w", at = "Docs", mode = "rw" } ]
+)";
+    auto parsed = parse_system_config(text, "system.toml");
+    ASSERT_TRUE(parsed.config) << parsed.errors.front().format();
+    std::string const shown = format_system_config(*parsed.config, {.memory_bytes = (8ULL << 30) + 12345, .pids = 4096});
+    auto again = parse_system_config(shown, "shown.toml");
+    ASSERT_TRUE(again.config) << again.errors.front().format() << "\n" << shown;
+    ASSERT_EQ(again.config->compartments.size(), parsed.config->compartments.size());
+    for (size_t i = 0; i < parsed.config->compartments.size(); ++i) {
+        auto const& a = parsed.config->compartments[i];
+        auto const& b = again.config->compartments[i];
+        EXPECT_EQ(a.name, b.name);
+        EXPECT_EQ(a.label, b.label);
+        EXPECT_EQ(a.network, b.network);
+        EXPECT_EQ(a.template_name, b.template_name);
+        EXPECT_EQ(a.tags, b.tags);
+        EXPECT_EQ(a.cpu_millis, b.cpu_millis);
+        EXPECT_EQ(a.memory_none, b.memory_none);
+        EXPECT_EQ(a.firewall, b.firewall);
+        EXPECT_EQ(a.disposable_template, b.disposable_template);
+        EXPECT_EQ(a.preload, b.preload);
+        EXPECT_EQ(a.provides_network, b.provides_network);
+        ASSERT_EQ(a.mounts.size(), b.mounts.size());
+        for (size_t m = 0; m < a.mounts.size(); ++m) {
+            EXPECT_EQ(a.mounts[m].volume, b.mounts[m].volume);
+            EXPECT_EQ(a.mounts[m].path, b.mounts[m].path);
+            EXPECT_EQ(a.mounts[m].at, b.mounts[m].at);
+            EXPECT_EQ(a.mounts[m].mode, b.mounts[m].mode);
+        }
+        // Defaults are written out: the default memory in whole MiB, 4096 tasks, a 10G home.
+        if (a.memory_bytes == 0 && !a.memory_none) {
+            EXPECT_EQ(b.memory_bytes, 8ULL << 30);
+        }
+        if (a.pids == 0) {
+            EXPECT_EQ(b.pids, 4096U);
+        }
+        if (!a.disposable_template && a.disk_bytes == 0) {
+            EXPECT_EQ(b.disk_bytes, default_disk_bytes);
+        }
+    }
+    EXPECT_EQ(again.config->default_disposable, parsed.config->default_disposable);
+    EXPECT_NE(shown.find("# default: half the RAM"), std::string::npos);
+}
