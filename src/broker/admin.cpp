@@ -126,6 +126,10 @@ void Broker::admin_ls(int client)
         entry["state"] = live ? (live->agent_ready ? "running" : "starting") : "stopped";
         entry["network"] = settings.network;
         entry["mounts"] = mounts_of(settings, live);
+        entry["tags"] = settings.tags;
+        entry["root_template"] = settings.template_name;
+        if (live && live->sandbox)
+            entry["cpu_seconds"] = cpu_seconds_of(live->sandbox->pid());
         entry["network_state"] = network_state(live, settings);
         if (live && !live->net_address.empty())
             entry["address"] = live->net_address;

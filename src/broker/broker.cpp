@@ -23,6 +23,7 @@
 #include <sys/resource.h>
 #include <sys/sendfile.h>
 #include <sys/signalfd.h>
+#include <dirent.h>
 #include <sys/stat.h>
 #include <sys/sysinfo.h>
 #include <sys/sysmacros.h>
@@ -158,6 +159,51 @@ Status install_commands(int agent_exe, std::string const& bin_dir)
 }
 
 } // namespace
+
+// Processes of the compartment whose PID 1 is `pid1`: those in its PID namespace.
+std::vector<pid_t> compartment_processes(pid_t pid1)
+{
+    std::vector<pid_t> found;
+    struct stat ns {};
+    if (::stat(("/proc/" + std::to_string(pid1) + "/ns/pid").c_str(), &ns) < 0)
+        return found;
+    DIR* proc = ::opendir("/proc");
+    if (proc == nullptr)
+        return found;
+    while (dirent const* entry = ::readdir(proc)) {
+        char* end = nullptr;
+        long pid = std::strtol(entry->d_name, &end, 10);
+        if (end == entry->d_name || *end != '\0' || pid <= 0)
+            continue;
+        struct stat other {};
+        if (::stat(("/proc/" + std::string(entry->d_name) + "/ns/pid").c_str(), &other) == 0 && other.st_ino == ns.st_ino
+            && other.st_dev == ns.st_dev)
+            found.push_back(static_cast<pid_t>(pid));
+    }
+    ::closedir(proc);
+    return found;
+}
+
+double cpu_seconds_of(pid_t pid1)
+{
+    static long const ticks = ::sysconf(_SC_CLK_TCK);
+    uint64_t total = 0;
+    for (pid_t pid : compartment_processes(pid1)) {
+        auto stat = sys::read_file("/proc/" + std::to_string(pid) + "/stat", 4096);
+        if (stat.is_error())
+            continue;
+        size_t paren = stat.value().rfind(')');
+        if (paren == std::string::npos)
+            continue;
+        auto fields = split(std::string_view(stat.value()).substr(paren + 2), ' ');
+        if (fields.size() < 13)
+            continue;
+        auto utime = parse_uint(fields[11]), stime = parse_uint(fields[12]); // fields 14 and 15
+        if (!utime.is_error() && !stime.is_error())
+            total += utime.value() + stime.value();
+    }
+    return ticks > 0 ? static_cast<double>(total) / static_cast<double>(ticks) : 0.0;
+}
 
 uint64_t host_memory_bytes()
 {

@@ -56,6 +56,10 @@ struct Paths {
 // The limits a compartment runs with: its settings, with the defaults for what they leave out.
 inline constexpr uint64_t default_pids = 4096;
 uint64_t host_memory_bytes();
+// The processes of the compartment whose PID 1 is `pid1` (those in its PID namespace), seen from the host.
+std::vector<pid_t> compartment_processes(pid_t pid1);
+// CPU time (user + system, seconds) of the processes now running in that compartment.
+double cpu_seconds_of(pid_t pid1);
 sandbox::Limits limits_of(config::Compartment const& settings);
 // "out of memory (limit 2G)", "task limit (4096) reached", both, or "" if no limit bit in between.
 std::string limit_message(sandbox::Cgroup::LimitEvents const& before, sandbox::Cgroup::LimitEvents const& after,

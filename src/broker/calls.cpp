@@ -304,6 +304,8 @@ void Broker::on_caller_readable(int fd)
         return close_caller(fd);
     }
     caller.answered = true;
+    // Qubes names are the built-ins they stand for, in the policy and in calls alike.
+    call.value().service = std::string(policy::canonical_service(call.value().service));
     auto live = m_live.find(caller.compartment);
     if (live == m_live.end())
         return close_caller(fd);

@@ -115,30 +115,6 @@ Result<UniqueFd> make_mount_point(int home, std::string const& at, uid_t owner)
     return current;
 }
 
-// Processes of the compartment whose PID 1 is `pid1`: those in its PID namespace.
-std::vector<pid_t> processes_of(pid_t pid1)
-{
-    std::vector<pid_t> found;
-    struct stat ns {};
-    if (::stat(("/proc/" + std::to_string(pid1) + "/ns/pid").c_str(), &ns) < 0)
-        return found;
-    DIR* proc = ::opendir("/proc");
-    if (proc == nullptr)
-        return found;
-    while (dirent const* entry = ::readdir(proc)) {
-        char* end = nullptr;
-        long pid = std::strtol(entry->d_name, &end, 10);
-        if (end == entry->d_name || *end != '\0' || pid <= 0)
-            continue;
-        struct stat other {};
-        if (::stat(("/proc/" + std::string(entry->d_name) + "/ns/pid").c_str(), &other) == 0 && other.st_ino == ns.st_ino
-            && other.st_dev == ns.st_dev)
-            found.push_back(static_cast<pid_t>(pid));
-    }
-    ::closedir(proc);
-    return found;
-}
-
 // Whether `pid` holds anything on the mount `mount_id`: a descriptor, its working directory or
 // root, or a mapped file.
 bool holds(pid_t pid, uint64_t mount_id)
@@ -300,7 +276,7 @@ void Broker::admin_revoke(int client, std::string const& name, std::string const
     pid_t const pid1 = live.sandbox->pid();
     for (int round = 0; round < 5; ++round) {
         bool any = false;
-        for (pid_t pid : processes_of(pid1)) {
+        for (pid_t pid : compartment_processes(pid1)) {
             if (pid == pid1 || !holds(pid, mount_id))
                 continue;
             ::kill(pid, SIGKILL);

@@ -99,6 +99,26 @@ int print_net(json const& body, bool as_json)
     return 0;
 }
 
+// A size for people: whole units where exact, else one decimal of the largest unit ("11.8G").
+std::string shown_size(uint64_t bytes)
+{
+    static constexpr char units[] = {'K', 'M', 'G', 'T'};
+    double value = static_cast<double>(bytes);
+    int unit = -1;
+    while (unit < 3 && value >= 1024) {
+        value /= 1024;
+        ++unit;
+    }
+    if (unit < 0)
+        return std::to_string(bytes) + "B";
+    char text[32];
+    if (value == static_cast<double>(static_cast<uint64_t>(value)))
+        std::snprintf(text, sizeof(text), "%llu%c", static_cast<unsigned long long>(value), units[unit]);
+    else
+        std::snprintf(text, sizeof(text), "%.1f%c", value, units[unit]);
+    return text;
+}
+
 int print_ls(json const& body, bool as_json)
 {
     if (as_json) {
@@ -108,16 +128,17 @@ int print_ls(json const& body, bool as_json)
         return 0;
     }
     bool colour = use_colour();
-    std::printf("%-16s %-8s %-8s %-9s %-16s %s\n", "NAME", "LABEL", "BACKEND", "STATE", "MEMORY", "NETWORK");
+    std::printf("%-16s %-8s %-8s %-9s %-10s %-16s %7s %-16s %s\n", "NAME", "LABEL", "BACKEND", "STATE", "TEMPLATE", "MEMORY", "CPU",
+        "NETWORK", "TAGS");
     for (auto const& entry : body.value("compartments", json::array())) {
         std::string name = entry.value("name", "?");
         std::string label = entry.value("label", "?");
         std::string memory = "-";
         uint64_t limit = entry.value("memory_limit", uint64_t(0));
         if (entry.contains("memory_bytes") && entry["memory_bytes"].is_number())
-            memory = format_size(entry["memory_bytes"].get<uint64_t>());
+            memory = shown_size(entry["memory_bytes"].get<uint64_t>());
         if (limit != 0)
-            memory += "/" + format_size(limit);
+            memory += "/" + shown_size(limit);
         std::string state = entry.value("state", "?");
         if (entry.value("preloaded", false))
             state = "preloaded";
@@ -129,13 +150,26 @@ int print_ls(json const& body, bool as_json)
             network += " (" + network_state + ")";
         else if (network == "none" && network_state == "provider")
             network = "provider";
+        // The template it is built from; a disposable: the compartment it was made from.
+        std::string templ = entry.value("disposable", false) ? entry.value("template", "?") : entry.value("root_template", "?");
+        std::string cpu = "-";
+        if (entry.contains("cpu_seconds") && entry["cpu_seconds"].is_number()) {
+            char text[32];
+            std::snprintf(text, sizeof(text), "%.1fs", entry["cpu_seconds"].get<double>());
+            cpu = text;
+        }
+        std::string tags;
+        for (auto const& tag : entry.value("tags", json::array()))
+            if (tag.is_string())
+                tags += (tags.empty() ? "" : ",") + tag.get<std::string>();
+        std::string rest = shown_on(1, templ);
+        char line[512];
+        std::snprintf(line, sizeof(line), "%-8s %-9s %-10s %-16s %7s %-16s %s", entry.value("backend", "?").c_str(), state.c_str(),
+            rest.c_str(), memory.c_str(), cpu.c_str(), network.c_str(), tags.empty() ? "-" : tags.c_str());
         if (colour)
-            std::printf("%-16s %s%s\033[0m%s %-8s %-9s %-16s %s\n", name.c_str(), label_colour(label), label.c_str(),
-                padded.substr(label.size()).c_str(), entry.value("backend", "?").c_str(), state.c_str(), memory.c_str(),
-                network.c_str());
+            std::printf("%-16s %s%s\033[0m%s %s\n", name.c_str(), label_colour(label), label.c_str(), padded.substr(label.size()).c_str(), line);
         else
-            std::printf("%-16s %s %-8s %-9s %-16s %s\n", name.c_str(), padded.c_str(), entry.value("backend", "?").c_str(),
-                state.c_str(), memory.c_str(), network.c_str());
+            std::printf("%-16s %s %s\n", name.c_str(), padded.c_str(), line);
     }
     return 0;
 }

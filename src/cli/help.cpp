@@ -42,7 +42,7 @@ constexpr std::array helps = {
         "Validates FILE (default: the configuration in force) and its policy.d/ beside it, then makes the\n"
         "running system match: compartments that went away are stopped, changed ones restarted when needed.\n"
         "All or nothing; each apply is a numbered generation (bulkhead generations, bulkhead rollback).\n"
-        "Errors are printed as FILE:LINE:COL: error: MESSAGE and nothing is applied (exit 1).\n"},
+        "Errors are printed as FILE:LINE:COL: error: MESSAGE and nothing is applied (exit 2).\n"},
     Help {"plan",
         "usage: bulkhead plan [FILE]\n"
         "\n"
@@ -56,7 +56,8 @@ constexpr std::array helps = {
     Help {"ls",
         "usage: bulkhead ls [--json]\n"
         "\n"
-        "Compartments: name, label, backend, state, template, tags, memory in use, CPU time, network.\n"
+        "Compartments: name, label, backend, state, template, memory in use (and its limit), CPU time of\n"
+        "the processes running in it, network, tags.\n"
         "--json: every field, including limits, mounts and grants (docs/broker.md).\n"},
     Help {"net", "usage: bulkhead net [--json]\n\nRunning clients of network compartments: address, state, rules and their packet counters.\n"},
     Help {"start", "usage: bulkhead start NAME\n\nStarts compartment NAME (a no-op if it runs).\n"},

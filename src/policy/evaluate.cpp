@@ -248,6 +248,8 @@ std::vector<Diagnostic> lint(Policy const& policy, Known const& known)
     };
     for (size_t i = 0; i < policy.rules.size(); ++i) {
         Rule const& rule = policy.rules[i];
+        if (!rule.written_service.empty())
+            warnings.push_back({rule.where, "service '" + rule.written_service + "' is read as '" + rule.service + "' (a Qubes name)"});
         for (size_t k = 0; k < i; ++k) {
             if (shadows(policy.rules[k], rule)) {
                 warnings.push_back({rule.where, "never matches: rule " + policy.rules[k].where.file_line() + " matches every call this one would"});

@@ -7,6 +7,17 @@
 
 namespace bulkhead::policy {
 
+std::string_view canonical_service(std::string_view service)
+{
+    if (service == "qubes.Filecopy")
+        return "bulkhead.Filecopy";
+    if (service == "qubes.ClipboardPaste")
+        return "bulkhead.Clipboard";
+    if (service == "qubes.OpenInVM")
+        return "bulkhead.OpenInDisposable";
+    return service;
+}
+
 namespace {
 
 constexpr size_t max_line = 4096;
@@ -207,7 +218,9 @@ private:
 
     void parse_service(Token const& token, Rule& rule, Position const& where)
     {
-        rule.service = std::string(token.text);
+        rule.service = std::string(canonical_service(token.text));
+        if (rule.service != token.text)
+            rule.written_service = std::string(token.text);
         if (token.text == "*")
             return;
         if (token.text.size() > max_token || !all_of(token.text, "._-"))

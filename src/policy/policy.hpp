@@ -65,7 +65,12 @@ struct Rule {
     Action action = Action::Deny;
     Params params;
     Position where;      // the rule's first column
+    std::string written_service; // a Qubes name the rule was written with (read as `service`), else ""
 };
+
+// The built-in a Qubes service name stands for (DESIGN.md "Qubes names"): qubes.Filecopy,
+// qubes.ClipboardPaste, qubes.OpenInVM; any other name is returned as it is.
+std::string_view canonical_service(std::string_view service);
 
 // A compiled policy: the rules in order plus an index by service, so that evaluation touches only
 // the rules that can match (a rule with service `*` is in every bucket, order preserved).

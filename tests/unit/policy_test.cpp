@@ -109,6 +109,26 @@ TEST(PolicyParse, SubjectsAndQubesAliases)
     EXPECT_EQ(policy.rules[3].target.kind, SubjectKind::Host);
 }
 
+TEST(PolicyParse, QubesServiceNamesAreTheBuiltIns)
+{
+    auto policy = parsed("qubes.Filecopy * work vault allow\nqubes.ClipboardPaste * @any @any ask\nqubes.OpenInVM * work @dispvm allow\nmy.Svc * work vault allow\n");
+    ASSERT_EQ(policy.rules.size(), 4U);
+    EXPECT_EQ(policy.rules[0].service, "bulkhead.Filecopy");
+    EXPECT_EQ(policy.rules[0].written_service, "qubes.Filecopy");
+    EXPECT_EQ(policy.rules[1].service, "bulkhead.Clipboard");
+    EXPECT_EQ(policy.rules[2].service, "bulkhead.OpenInDisposable");
+    EXPECT_EQ(policy.rules[3].written_service, "");
+    // A call of either name meets the same rule; lint says which names it read as what.
+    Request request;
+    request.service = std::string(canonical_service("qubes.Filecopy"));
+    request.source.name = "work";
+    request.target.name = "vault";
+    EXPECT_EQ(evaluate(policy, request).action, Action::Allow);
+    auto warnings = lint(policy, Known {{"work", "vault"}, {}, {}});
+    ASSERT_GE(warnings.size(), 3U);
+    EXPECT_NE(warnings[0].message.find("'qubes.Filecopy' is read as 'bulkhead.Filecopy'"), std::string::npos);
+}
+
 TEST(PolicyParse, Params)
 {
     auto policy = parsed("s * work @default allow target=vault user=root notify=yes autostart=no\ns * work vault ask default_target=vault\n");
