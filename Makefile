@@ -10,12 +10,16 @@
 #   make fuzz        every fuzz target for FUZZ_SECONDS from its seed corpus (build-fuzz/, clang)
 #   make sanitize    the whole ctest suite built with ASan + UBSan (build-asan/)
 #   make format      clang-format -i over src/ and tests/;  make tidy: clang-tidy over src/
+#   make install     build with PREFIX (default /usr/local), install into DESTDIR$(PREFIX)
+#   make deb         a .deb (prefix /usr) in build-deb/, built with CPack
 #   make clean       remove every build directory
 SHELL := /bin/bash
 MAKEFLAGS += --no-print-directory
 .SHELLFLAGS := -eu -o pipefail -c
 
 BUILD ?= build
+DEB_BUILD ?= build-deb
+PREFIX ?= /usr/local
 FUZZ_BUILD ?= build-fuzz
 ASAN_BUILD ?= build-asan
 BUILD_TYPE ?= RelWithDebInfo
@@ -31,7 +35,7 @@ FUZZ_CXX ?= clang++-$(LLVM_VERSION)
 # less: terminal_test.sh drives a full-screen program through the session filter.
 # libmnl, libnftables: bulkhead-net; nftables, iproute2: net_test.sh builds its test "internet" and looks at rules;
 # e2fsprogs: persistent homes are ext4 images (mkfs.ext4, e2fsck, resize2fs).
-BUILD_PACKAGES := cmake g++ make pkg-config libseccomp-dev libgtest-dev libgmock-dev libbenchmark-dev \
+BUILD_PACKAGES := cmake g++ make pkg-config dpkg-dev libseccomp-dev libgtest-dev libgmock-dev libbenchmark-dev \
 	libtomlplusplus-dev nlohmann-json3-dev libsodium-dev libsqlite3-dev libzstd-dev procps python3 less \
 	libmnl-dev libnftables-dev nftables iproute2 e2fsprogs
 # llvm-N brings llvm-symbolizer, so that fuzzer and sanitizer reports name functions and lines.
@@ -43,7 +47,7 @@ TOOL_PACKAGES := clang-format-$(LLVM_VERSION) clang-tidy-$(LLVM_VERSION)
 APT_STAMP := /tmp/bulkhead-apt-updated.$(shell echo $$PPID.$$(date +%s))
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: all deps fuzz-deps bench-deps tool-deps build test demo bench fuzz-build fuzz sanitize format tidy clean
+.PHONY: all deps fuzz-deps bench-deps tool-deps build install deb test demo bench fuzz-build fuzz sanitize format tidy clean
 
 all: build
 
@@ -80,11 +84,24 @@ build: deps
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE)
 	cmake --build $(BUILD) -j$(JOBS)
 
+install: deps
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DCMAKE_INSTALL_PREFIX=$(PREFIX)
+	cmake --build $(BUILD) -j$(JOBS)
+	DESTDIR=$(DESTDIR) cmake --install $(BUILD)
+
+# The package is built apart from the test build: prefix /usr, no tests. dpkg-shlibdeps (dpkg-dev)
+# computes the shared libraries bulkhead-net needs.
+deb: deps
+	cmake -S . -B $(DEB_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_INSTALL_PREFIX=/usr -DBULKHEAD_TESTS=OFF
+	cmake --build $(DEB_BUILD) -j$(JOBS) --target bulkhead bulkhead-agent bulkhead-net
+	cd $(DEB_BUILD) && rm -f bulkhead_*.deb && cpack -G DEB >/dev/null && ls bulkhead_*.deb
+
 # -j1: the privileged tests share the host's cgroups. Then every fuzz target briefly; the fuzz smoke
 # runs even when a test failed, and either failure fails the target.
-test: build fuzz-build
+test: build fuzz-build deb
 	status=0; \
 	ctest --test-dir $(BUILD) --output-on-failure -j1 || status=1; \
+	tests/integration/install_test.sh $(DEB_BUILD)/bulkhead_*.deb || status=1; \
 	tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SMOKE_SECONDS) || status=1; \
 	if [ $$status -ne 0 ]; then echo "make test: FAILED (see above)" >&2; fi; \
 	exit $$status
@@ -116,4 +133,4 @@ tidy: tool-deps build
 	find src -name '*.cpp' | xargs clang-tidy-$(LLVM_VERSION) -p $(BUILD) --quiet
 
 clean:
-	rm -rf $(BUILD) $(FUZZ_BUILD) $(ASAN_BUILD) bench/*.json
+	rm -rf $(BUILD) $(FUZZ_BUILD) $(ASAN_BUILD) $(DEB_BUILD) bench/*.json

@@ -14,7 +14,12 @@ finish() {
     rm -rf "$ROOT"
 }
 trap finish EXIT
-step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+# Bold headings on a terminal only, and never with NO_COLOR set (https://no-color.org).
+if [[ -t 1 && -z ${NO_COLOR:-} ]]; then
+    step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+else
+    step() { printf '\n== %s\n' "$*"; }
+fi
 proof() { # TEXT COMMAND...: the command must fail (the attempt is refused)
     local text=$1
     shift

@@ -115,12 +115,7 @@ Result<uint64_t> process_start_time(pid_t pid)
 
 Result<UniqueFd> open_agent_executable()
 {
-    char self[4096];
-    ssize_t length = ::readlink("/proc/self/exe", self, sizeof(self) - 1);
-    std::vector<std::string> candidates;
-    if (length > 0)
-        candidates.push_back(dirname_of(std::string(self, static_cast<size_t>(length))) + "/bulkhead-agent");
-    candidates.push_back("/usr/lib/bulkhead/bulkhead-agent");
+    std::vector<std::string> candidates = helper_candidates("bulkhead-agent");
     for (auto const& path : candidates) {
         int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
         if (fd >= 0)
@@ -159,6 +154,23 @@ Status install_commands(int agent_exe, std::string const& bin_dir)
 }
 
 } // namespace
+
+std::vector<std::string> helper_candidates(std::string const& name)
+{
+    std::vector<std::string> candidates;
+    char self[4096];
+    ssize_t length = ::readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (length > 0) {
+        std::string const dir = dirname_of(std::string(self, static_cast<size_t>(length)));
+        candidates.push_back(dir + "/" + name);                   // a build tree
+        candidates.push_back(dir + "/../lib/bulkhead/" + name);   // an installed or unpacked tree
+    }
+#ifdef BULKHEAD_HELPER_DIR
+    candidates.push_back(std::string(BULKHEAD_HELPER_DIR) + "/" + name);
+#endif
+    candidates.push_back("/usr/lib/bulkhead/" + name);
+    return candidates;
+}
 
 // Processes of the compartment whose PID 1 is `pid1`: those in its PID namespace.
 std::vector<pid_t> compartment_processes(pid_t pid1)

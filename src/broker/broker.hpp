@@ -56,6 +56,8 @@ struct Paths {
 // The limits a compartment runs with: its settings, with the defaults for what they leave out.
 inline constexpr uint64_t default_pids = 4096;
 uint64_t host_memory_bytes();
+// Where a helper executable of the broker's (bulkhead-agent, bulkhead-net) may be, in order.
+std::vector<std::string> helper_candidates(std::string const& name);
 // The processes of the compartment whose PID 1 is `pid1` (those in its PID namespace), seen from the host.
 std::vector<pid_t> compartment_processes(pid_t pid1);
 // CPU time (user + system, seconds) of the processes now running in that compartment.

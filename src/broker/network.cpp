@@ -89,14 +89,9 @@ Status make_netns_dir(std::string const& path)
 
 std::string Broker::net_helper_path() const
 {
-    char self[4096];
-    ssize_t length = ::readlink("/proc/self/exe", self, sizeof(self) - 1);
-    if (length > 0) {
-        std::string dir(self, static_cast<size_t>(length));
-        dir = dir.substr(0, dir.rfind('/'));
-        if (::access((dir + "/bulkhead-net").c_str(), X_OK) == 0)
-            return dir + "/bulkhead-net";
-    }
+    for (auto const& path : helper_candidates("bulkhead-net"))
+        if (::access(path.c_str(), X_OK) == 0)
+            return path;
     return "/usr/lib/bulkhead/bulkhead-net";
 }
 
