@@ -179,10 +179,17 @@ int service_main(std::vector<std::string> const& args)
     if (!wire::valid_service_name(service) || !wire::valid_service_arg(arg))
         return fail("bulkhead-service", "malformed service name", 2);
     // The first executable of DESIGN.md's list; the compartment's own files may override a built-in.
+    // The template's /etc/bulkhead/services (passed through into the generated /etc), then the
+    // compartment's own ~/.config/bulkhead/services (kept with its home), then /usr/lib.
+    std::vector<std::string> dirs = {"/etc/bulkhead/services"};
+    if (char const* home = std::getenv("HOME"); home != nullptr && home[0] == '/')
+        dirs.push_back(std::string(home) + "/.config/bulkhead/services");
     std::vector<std::string> candidates;
-    if (!arg.empty())
-        candidates.push_back("/etc/bulkhead/services/" + service + "+" + arg);
-    candidates.push_back("/etc/bulkhead/services/" + service);
+    for (auto const& dir : dirs) {
+        if (!arg.empty())
+            candidates.push_back(dir + "/" + service + "+" + arg);
+        candidates.push_back(dir + "/" + service);
+    }
     candidates.push_back("/usr/lib/bulkhead/services/" + service);
     for (auto const& candidate : candidates) {
         if (::access(candidate.c_str(), X_OK) != 0)

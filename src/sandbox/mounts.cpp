@@ -30,6 +30,7 @@ constexpr std::string_view etc_passthrough[] = {
     "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives", "ssl/certs", "ssl/openssl.cnf", "ca-certificates",
     "ca-certificates.conf", "localtime", "timezone", "protocols", "services", "mime.types", "debian_version",
     "os-release", "locale.alias", "bash.bashrc", "profile", "inputrc", "terminfo", "magic", "gai.conf", "python3",
+    "bulkhead/services", // the template's services (docs/services.md)
 };
 
 // /proc files that give away host memory, kernel addresses or host-wide control: replaced by /dev/null.

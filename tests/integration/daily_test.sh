@@ -50,6 +50,8 @@ write_config 256M 1
 cat >"$ROOT/etc/policy.d/10-daily.policy" <<'EOF2'
 x.Allow  *  work  vault  allow
 x.Ask    *  work  vault  ask
+x.Home   *  vault work   allow
+x.Home   *  work  vault  allow
 EOF2
 start_daemon --config "$ROOT/etc/system.toml"
 
@@ -60,6 +62,12 @@ done
 
 # ---- a login shell keeps the in-compartment commands ----
 check login-shell-path 0 "/run/bulkhead/bin/bulkhead-call" -- "$B" run work -- bash -l -c 'command -v bulkhead-call'
+
+# ---- a compartment's own services, in its home ----
+check own-service-installed 0 "" -- "$B" run work -- sh -c 'mkdir -p ~/.config/bulkhead/services && printf "#!/bin/sh\necho from-\$BULKHEAD_SOURCE-in-\$BULKHEAD_COMPARTMENT\n" > ~/.config/bulkhead/services/x.Home && chmod +x ~/.config/bulkhead/services/x.Home'
+check own-service-called 0 "from-vault-in-work" -- "$B" run vault -- bulkhead-call work x.Home
+# vault has no such service of its own: the call is allowed and finds nothing to run.
+check own-service-absent-elsewhere 127 "no service x.Home in vault" -- "$B" run work -- bulkhead-call vault x.Home
 
 # ---- stop: idempotent, several names, --all ----
 check stop-not-running-is-a-no-op 0 "" -- "$B" stop vault
