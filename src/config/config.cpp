@@ -375,12 +375,16 @@ void parse_compartment(Checker& check, toml::key const& key, toml::node const& n
         else if (text)
             check.error(*v, "label '" + *text + "': expected one of red orange yellow green gray blue purple black");
     }
-    if (auto const* v = table->get("template"))
+    if (auto const* v = table->get("template")) {
         c.template_name = check.string_at(*v, "template").value_or(c.template_name);
+        c.template_where = check.at(*v);
+    }
     if (auto const* v = table->get("backend"))
         check.one_of<Backend>(*v, "backend", {{"sandbox", Backend::Sandbox}, {"vm", Backend::Vm}}, c.backend);
-    if (auto const* v = table->get("network"))
+    if (auto const* v = table->get("network")) {
         c.network = check.string_at(*v, "network").value_or(c.network);
+        c.network_where = check.at(*v);
+    }
     if (auto const* v = table->get("memory")) {
         if (auto text = check.string_at(*v, "memory"); text && *text == "none") {
             c.memory_none = true;
@@ -513,18 +517,21 @@ void check_references(Checker& check, SystemConfig const& config)
     std::set<std::string> volumes;
     for (auto const& v : config.volumes)
         volumes.insert(v.name);
+    // Each reference is reported at its own key (the header when the key was left to its default).
+    auto at = [](Position const& key, Position const& header) { return key.line != 0 ? key : header; };
     for (auto const& c : config.compartments) {
         if (config.find_template(c.template_name) == nullptr)
-            check.error(c.where, "compartment '" + c.name + "': unknown template '" + c.template_name + "'");
+            check.error(at(c.template_where, c.where), "compartment '" + c.name + "': unknown template '" + c.template_name + "'");
         if (c.network != "none") {
             auto const* provider = config.find_compartment(c.network);
+            auto const where = at(c.network_where, c.where);
             if (provider == nullptr)
-                check.error(c.where, "compartment '" + c.name + "': unknown network compartment '" + c.network + "'");
+                check.error(where, "compartment '" + c.name + "': unknown network compartment '" + c.network + "'");
             else if (!provider->provides_network)
-                check.error(c.where, "compartment '" + c.name + "': network '" + c.network
-                                         + "' is not a compartment with provides_network = true");
+                check.error(where, "compartment '" + c.name + "': network '" + c.network
+                                       + "' is not a compartment with provides_network = true");
             else if (provider->name == c.name)
-                check.error(c.where, "compartment '" + c.name + "' cannot be its own network");
+                check.error(where, "compartment '" + c.name + "' cannot be its own network");
         }
         for (auto const& m : c.mounts)
             if (!m.volume.empty() && volumes.count(m.volume) == 0)
@@ -652,8 +659,8 @@ ParseOutcome parse_system_config(std::string_view text, std::string_view file)
     };
     std::stable_sort(config.compartments.begin(), config.compartments.end(), by_position);
     std::stable_sort(config.volumes.begin(), config.volumes.end(), by_position);
-    if (!check.failed())
-        check_references(check, config);
+    // References are checked even when something else failed: every error in one pass.
+    check_references(check, config);
     outcome.errors = check.take_errors();
     std::stable_sort(outcome.errors.begin(), outcome.errors.end(), [](Diagnostic const& a, Diagnostic const& b) {
         return std::tie(a.where.line, a.where.column) < std::tie(b.where.line, b.where.column);

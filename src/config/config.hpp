@@ -89,6 +89,7 @@ struct Compartment {
     std::map<std::string, std::vector<std::string>> firewall; // client compartment -> rules
     std::map<std::string, Position> firewall_where;             // client compartment -> its key's position
     Position where;
+    Position template_where, network_where; // their keys' values (line 0: not given)
 };
 
 struct SystemConfig {
