@@ -132,6 +132,9 @@ int copy_main(std::vector<std::string> const& args, bool move)
         if (::lstat(file.c_str(), &info) < 0)
             return fail(program, file + ": " + std::strerror(errno), 2);
     }
+    // What would be refused is refused before the call is placed (and before anyone is asked).
+    if (auto sendable = filecopy::check_sendable(files); sendable.is_error())
+        return fail(program, sendable.error().message() + " (nothing was sent)", exit_failed);
     int refused = exit_failed;
     auto call = open_call(args[0], "bulkhead.Filecopy", "", refused);
     if (call.is_error())

@@ -668,6 +668,7 @@ Result<SendReport> send(int out, std::vector<std::string> const& paths, Limits c
     };
     std::vector<Top> tops;
     Sender sender(out, limits);
+    // First pass: everything is checked; nothing is written unless all of it can be sent.
     for (auto const& path : paths) {
         std::string trimmed = path;
         while (trimmed.size() > 1 && trimmed.back() == '/')
@@ -682,6 +683,8 @@ Result<SendReport> send(int out, std::vector<std::string> const& paths, Limits c
         TRY(sender.check(parent.get(), top.name, path, 0));
         tops.push_back(std::move(top));
     }
+    if (out < 0)
+        return sender.report(); // check_sendable: the first pass only
     TRY(write_all(out, magic, sizeof(magic)));
     for (auto const& top : tops) {
         UniqueFd parent = TRY(open_parent(top));
@@ -689,6 +692,12 @@ Result<SendReport> send(int out, std::vector<std::string> const& paths, Limits c
     }
     TRY(sender.header({EntryType::End, {}, 0, 0, 0}));
     return sender.report();
+}
+
+Status check_sendable(std::vector<std::string> const& paths, Limits const& limits)
+{
+    TRY(send(-1, paths, limits));
+    return {};
 }
 
 Result<ReceiveReport> receive(int in, int home, std::string const& source, Limits const& limits)

@@ -60,6 +60,9 @@ struct SendReport {
 // refuse, and `limits` (the receiver's defaults unless told otherwise) are an Error, and then
 // nothing has been written.
 Result<SendReport> send(int out, std::vector<std::string> const& paths, Limits const& limits = {});
+// send's checks alone (links, special files, names, limits), reading no content: what a copy can
+// say before it asks anyone for anything.
+Status check_sendable(std::vector<std::string> const& paths, Limits const& limits = {});
 
 // --- the receiver ---
 struct ReceiveReport {

@@ -93,6 +93,11 @@ int host_copy(std::string const& socket, std::string const& name, std::vector<st
                 return exit_usage;
             }
         }
+        // Refused before the compartment is asked for anything.
+        if (auto sendable = filecopy::check_sendable(paths); sendable.is_error()) {
+            print_error("copy: " + sendable.error().message() + " (nothing was sent)");
+            return exit_failed;
+        }
     } else {
         int fd = ::open(host_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (fd < 0) {

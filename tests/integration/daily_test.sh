@@ -52,6 +52,7 @@ x.Allow  *  work  vault  allow
 x.Ask    *  work  vault  ask
 x.Home   *  vault work   allow
 x.Home   *  work  vault  allow
+bulkhead.Filecopy  *  work  vault  ask
 EOF2
 start_daemon --config "$ROOT/etc/system.toml"
 
@@ -68,6 +69,10 @@ check own-service-installed 0 "" -- "$B" run work -- sh -c 'mkdir -p ~/.config/b
 check own-service-called 0 "from-vault-in-work" -- "$B" run vault -- bulkhead-call work x.Home
 # vault has no such service of its own: the call is allowed and finds nothing to run.
 check own-service-absent-elsewhere 127 "no service x.Home in vault" -- "$B" run work -- bulkhead-call vault x.Home
+
+# ---- a copy that would be refused is refused before anyone is asked ----
+check copy-of-a-link-refused-at-once 125 "nothing was sent" -- "$B" run work -- sh -c 'ln -sf /etc/passwd link && exec bulkhead-copy vault link'
+[[ $("$B" pending --json) == "[]" ]] && pass "nobody-asked-about-a-refused-copy" || fail "nobody-asked-about-a-refused-copy: $("$B" pending)"
 
 # ---- stop: idempotent, several names, --all ----
 check stop-not-running-is-a-no-op 0 "" -- "$B" stop vault

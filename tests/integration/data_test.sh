@@ -176,7 +176,7 @@ check copy-in-ask-is-consented 0 "" -- timeout 20 "$B" copy "$ROOT/host/letter.t
 grep -q '"@host".*"mail".*"bulkhead.Filecopy".*"approved"' "$ROOT/state/audit.log" && pass "copy-in-consent-recorded" || fail "copy-in-consent-recorded"
 check copy-in-denied 126 "denied by policy" -- "$B" copy "$ROOT/host/letter.txt" other
 ln -s /etc/shadow "$ROOT/host/shadow-link"
-check copy-in-link-refused 1 "link" -- "$B" copy "$ROOT/host/shadow-link" work
+check copy-in-link-refused 125 "link" -- "$B" copy "$ROOT/host/shadow-link" work
 check copy-in-missing 2 "No such file" -- "$B" copy "$ROOT/host/missing.txt" work
 check copy-in-mixed 2 "not both" -- "$B" copy "$ROOT/host/letter.txt" work:x mail
 

@@ -826,3 +826,24 @@ TEST(FilecopyName, OneComponentWithoutControlCharacters)
                                                      std::string(256, 'x'), std::string("\0", 1)})
         EXPECT_TRUE(check_name(bad).is_error()) << bad;
 }
+
+// What bulkhead-copy and `bulkhead copy` say before a call is placed (nobody is asked about a copy
+// that would be refused): the sender's checks, reading no content.
+TEST_F(Filecopy, CheckSendableRefusesWhatSendWouldAndAcceptsTheRest)
+{
+    std::string link = m_root + "/link";
+    ASSERT_EQ(::symlink("/etc/passwd", link.c_str()), 0);
+    std::string deep = m_root + "/tree/a";
+    ASSERT_EQ(std::system(("mkdir -p '" + deep + "'").c_str()), 0);
+    std::ofstream(deep + "/file") << "content";
+    std::ofstream(m_root + "/plain") << "p";
+    EXPECT_TRUE(check_sendable({m_root + "/plain", m_root + "/tree"}).has_value());
+    auto refused = check_sendable({m_root + "/plain", link});
+    ASSERT_FALSE(refused.has_value());
+    EXPECT_NE(refused.error().message().find("a symbolic link"), std::string::npos);
+    ASSERT_EQ(::symlink("/etc", (deep + "/l").c_str()), 0);
+    EXPECT_FALSE(check_sendable({m_root + "/tree"}).has_value());
+    Limits small;
+    small.max_file_bytes = 3;
+    EXPECT_FALSE(check_sendable({m_root + "/plain", deep + "/file"}, small).has_value());
+}
