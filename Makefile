@@ -106,7 +106,10 @@ test: build fuzz-build deb
 	if [ $$status -ne 0 ]; then echo "make test: FAILED (see above)" >&2; fi; \
 	exit $$status
 
-demo: build
+# Only what the demonstration runs: the bulkhead binary and its helpers (no test binaries).
+demo: deps
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE)
+	cmake --build $(BUILD) -j$(JOBS) --target bulkhead bulkhead-agent bulkhead-net
 	scripts/demo.sh $(BUILD)/bulkhead
 
 bench: bench-deps build
