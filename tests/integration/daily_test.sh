@@ -64,6 +64,29 @@ done
 # ---- a login shell keeps the in-compartment commands ----
 check login-shell-path 0 "/run/bulkhead/bin/bulkhead-call" -- "$B" run work -- bash -l -c 'command -v bulkhead-call'
 
+# `bulkhead shell NAME` itself, through a pty: the login shell finds the in-compartment commands.
+shell_out=$(python3 - "$B" <<'EOF'
+import os, pty, sys, time, select
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(sys.argv[1], [sys.argv[1], "shell", "work"])
+out = b""
+def until(token, seconds=20):
+    global out
+    end = time.time() + seconds
+    while token not in out and time.time() < end:
+        if select.select([fd], [], [], 0.2)[0]:
+            try: out += os.read(fd, 4096)
+            except OSError: break
+time.sleep(1)
+os.write(fd, b"echo FOUND-$(command -v bulkhead-call)-END; exit\n")
+until(b"-END\r\n")
+os.waitpid(pid, 0)
+print(out.decode(errors="replace"))
+EOF
+)
+[[ $shell_out == *"FOUND-/run/bulkhead/bin/bulkhead-call-END"* ]] && pass "shell-pty-path-has-the-commands" || fail "shell-pty-path-has-the-commands: $shell_out"
+
 # ---- a compartment's own services, in its home ----
 check own-service-installed 0 "" -- "$B" run work -- sh -c 'mkdir -p ~/.config/bulkhead/services && printf "#!/bin/sh\necho from-\$BULKHEAD_SOURCE-in-\$BULKHEAD_COMPARTMENT\n" > ~/.config/bulkhead/services/x.Home && chmod +x ~/.config/bulkhead/services/x.Home'
 check own-service-called 0 "from-vault-in-work" -- "$B" run vault -- bulkhead-call work x.Home
