@@ -34,8 +34,9 @@ FUZZ_CXX ?= clang++-$(LLVM_VERSION)
 
 # less: terminal_test.sh drives a full-screen program through the session filter.
 # libmnl, libnftables: bulkhead-net; nftables, iproute2: net_test.sh builds its test "internet" and looks at rules;
-# e2fsprogs: persistent homes are ext4 images (mkfs.ext4, e2fsck, resize2fs).
-BUILD_PACKAGES := cmake g++ make pkg-config dpkg-dev libseccomp-dev libgtest-dev libgmock-dev libbenchmark-dev \
+# e2fsprogs: persistent homes are ext4 images (mkfs.ext4, e2fsck, resize2fs). dpkg-dev (dpkg-shlibdeps) and
+# man-db: make deb and install_test.sh (the package, its man pages).
+BUILD_PACKAGES := cmake g++ make pkg-config dpkg-dev man-db libseccomp-dev libgtest-dev libgmock-dev libbenchmark-dev \
 	libtomlplusplus-dev nlohmann-json3-dev libsodium-dev libsqlite3-dev libzstd-dev procps python3 less \
 	libmnl-dev libnftables-dev nftables iproute2 e2fsprogs
 # llvm-N brings llvm-symbolizer, so that fuzzer and sanitizer reports name functions and lines.
