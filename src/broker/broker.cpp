@@ -593,7 +593,11 @@ Status Broker::serve()
                 on_agent_accept(watch.name);
                 break;
             case AgentConnection:
-                on_agent_readable(watch.name);
+                if (events[i].events & EPOLLOUT)
+                    on_agent_writable(watch.name);
+                // Still watched (the write may have stopped the compartment), and something to read.
+                if ((events[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) && m_watches.contains(fd))
+                    on_agent_readable(watch.name);
                 break;
             case Pid1:
                 on_pid1_exit(watch.name);
@@ -678,8 +682,8 @@ void Broker::close_client(int fd)
                     stop_compartment(name, "its command was withdrawn before it started");
             } else if (live->second.agent) {
                 // The client went away (Ctrl-C without a tty): its command goes too.
-                auto bytes = wire::encode(wire::BrokerMessage(wire::Kill {id}));
-                (void)sys::send_record(live->second.agent.get(), bytes);
+                live->second.kills.push_back(id);
+                send_pending(live->second);
             }
         }
         m_client_runs.erase(runs);
@@ -740,23 +744,72 @@ void Broker::agent_misbehaved(std::string const& name, std::string const& what)
     stop_compartment(name, "its agent misbehaved");
 }
 
+// Whether the broker also waits for the agent's connection to take more (EPOLLOUT).
+Status Broker::watch_agent_output(Live& live, bool blocked)
+{
+    live.agent_blocked = blocked;
+    epoll_event event {};
+    event.events = static_cast<uint32_t>(EPOLLIN) | (blocked ? static_cast<uint32_t>(EPOLLOUT) : 0U);
+    event.data.fd = live.agent.get();
+    return check_syscall(::epoll_ctl(m_epoll.get(), EPOLL_CTL_MOD, live.agent.get(), &event), "epoll_ctl(EPOLL_CTL_MOD)");
+}
+
+void Broker::on_agent_writable(std::string const& name)
+{
+    auto found = m_live.find(name);
+    if (found == m_live.end() || !found->second.agent)
+        return;
+    if (auto watched = watch_agent_output(found->second, false); watched.is_error())
+        return agent_misbehaved(name, "its connection cannot be watched: " + watched.error().message());
+    send_pending(found->second);
+}
+
+// Sends what waits for the agent: kills first, then commands in order. A connection that takes no
+// more now (the agent is busy: its socket's queue is full) is not a misbehaving agent: the rest is
+// sent when it can take more (EPOLLOUT), nothing is lost or reordered.
 void Broker::send_pending(Live& live)
 {
-    if (!live.agent || !live.agent_ready)
+    if (!live.agent || !live.agent_ready || live.agent_blocked)
         return;
+    auto full = [&](Error const& error) {
+        if (error.code() != EAGAIN && error.code() != ENOBUFS)
+            return false;
+        if (auto watched = watch_agent_output(live, true); watched.is_error()) {
+            agent_misbehaved(live.name, "its connection cannot be watched: " + watched.error().message());
+            return true;
+        }
+        if (int64_t now = sys::monotonic_ms(); live.busy_logged_ms < 0 || now - live.busy_logged_ms >= 10000) {
+            live.busy_logged_ms = now;
+            log(live.name + ": its agent is busy (its connection is full): " + std::to_string(live.waiting.size())
+                + " commands wait to be sent");
+        }
+        return true;
+    };
+    while (!live.kills.empty()) {
+        auto bytes = wire::encode(wire::BrokerMessage(wire::Kill {live.kills.front()}));
+        if (auto sent = sys::send_record(live.agent.get(), bytes); sent.is_error()) {
+            if (!full(sent.error()))
+                agent_misbehaved(live.name, "sending a kill: " + sent.error().message());
+            return;
+        }
+        live.kills.pop_front();
+    }
     while (!live.waiting.empty()) {
         uint32_t id = live.waiting.front();
-        live.waiting.pop_front();
         auto run = live.runs.find(id);
-        if (run == live.runs.end())
+        if (run == live.runs.end()) {
+            live.waiting.pop_front();
             continue;
+        }
         std::vector<int> fds;
         for (auto const& fd : run->second.fds)
             fds.push_back(fd.get());
         if (auto sent = sys::send_record(live.agent.get(), run->second.exec_record, fds); sent.is_error()) {
-            agent_misbehaved(live.name, "sending a command: " + sent.error().message());
+            if (!full(sent.error()))
+                agent_misbehaved(live.name, "sending a command: " + sent.error().message());
             return;
         }
+        live.waiting.pop_front();
         run->second.sent = true;
         run->second.fds.clear(); // our copies; the agent holds its own now
         run->second.exec_record.clear();

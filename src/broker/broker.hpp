@@ -110,7 +110,10 @@ struct Live {
     sys::UniqueFd agent;    // the connection from its PID 1
     bool agent_ready = false;
     uint32_t running = 0;   // commands the agent reports running
-    std::deque<uint32_t> waiting;         // run ids not yet sent (agent not connected)
+    std::deque<uint32_t> waiting;         // run ids not yet sent (agent not connected, or its queue full)
+    std::deque<uint32_t> kills;           // Kill records not yet sent
+    bool agent_blocked = false;           // its connection took no more: waiting for EPOLLOUT
+    int64_t busy_logged_ms = -1;          // when "its agent is busy" was last logged
     std::map<uint32_t, PendingRun> runs;  // by id
     // Calls from inside (calls.cpp): open caller connections, and a token bucket, so that one
     // compartment's flood of calls cannot starve the others or grow the broker.
@@ -236,6 +239,8 @@ private:
     void on_agent_accept(std::string const& name);
     void on_agent_readable(std::string const& name);
     void on_pid1_exit(std::string const& name);
+    void on_agent_writable(std::string const& name);
+    Status watch_agent_output(Live& live, bool blocked);
     void send_pending(Live& live);
     void agent_misbehaved(std::string const& name, std::string const& what);
     void reply(int client, std::string const& json, std::vector<int> const& fds = {});

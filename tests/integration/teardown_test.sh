@@ -4,6 +4,7 @@
 # is there): the broker used to retry in 10 ms sleeps, serving nobody meanwhile. Now the stop
 # returns, the broker answers and runs other compartments while that cgroup is listed as draining
 # (ls --json "draining"), and removes it from its event loop as soon as it can.
+# Also: a busy agent (its connection full) is waited for, not stopped.
 # Usage: teardown_test.sh PATH/TO/bulkhead
 set -u
 BULKHEAD=$(realpath "${1:?usage: teardown_test.sh PATH/TO/bulkhead}")
@@ -58,6 +59,25 @@ done
 [[ -z $(draining) && ! -d $group ]] && pass "cgroup-removed-once-free" || fail "cgroup-removed-once-free: '$(draining)'"
 grep -q "work: its cgroup is removed now" "$LOG" && pass "removal-logged" || fail "removal-logged"
 check work-starts-again 0 "" -- "$B" start work
+
+# ---- a busy agent is not a misbehaving one: with its PID 1 stopped, commands pile up until its
+# connection is full; the broker waits for room (it used to stop the compartment as misbehaving) ----
+check other-running 0 "" -- "$B" start other
+pid1=$(json_field other pid)
+kill -STOP "$pid1"
+runs=()
+for _ in $(seq 400); do
+    "$B" run other -- true >/dev/null 2>&1 &
+    runs+=($!)
+done
+for _ in $(seq 100); do grep -q "other: its agent is busy" "$LOG" && break; sleep 0.1; done
+grep -q "other: its agent is busy" "$LOG" && pass "full-connection-noticed" || fail "full-connection-noticed (the test did not fill it)"
+kill -CONT "$pid1"
+ok=0
+for run in "${runs[@]}"; do wait "$run" && ok=$((ok + 1)); done
+[[ $ok -eq 400 ]] && pass "every-command-of-a-busy-agent-ran" || fail "every-command-of-a-busy-agent-ran: $ok of 400"
+! grep -q "other: agent misbehaved" "$LOG" && [[ $(json_field other state) == running ]] \
+    && pass "busy-agent-not-stopped" || fail "busy-agent-not-stopped: $(grep "other:" "$LOG" | tail -3)"
 
 echo "teardown_test: $passed passed, $failed failed"
 [[ $failed -eq 0 ]]
