@@ -39,10 +39,9 @@ Result<Connection> open_call(std::string const& target, std::string const& servi
     if (received.end_of_stream)
         return Error::from_message("the broker closed the connection without an answer");
     auto reply = TRY(wire::decode_call_reply(received.bytes));
-    if (auto* held = std::get_if<wire::CallHeld>(&reply); held != nullptr && received.fds.empty()) {
+    if (std::holds_alternative<wire::CallHeld>(reply) && received.fds.empty()) {
         // An `ask` rule holds the call: say so, then wait for the answer.
-        std::string line = "bulkhead: waiting for the administrator to allow this call (bulkhead approve "
-            + std::to_string(held->ask_id) + " on the host)\n";
+        std::string line = "bulkhead: waiting for the administrator to allow this call (bulkhead pending, on the host)\n";
         (void)!::write(2, line.data(), line.size());
         received = TRY(sys::receive_record(connection.get(), wire::max_broker_record, wire::call_connected_descriptors));
         if (received.end_of_stream)

@@ -307,11 +307,8 @@ std::vector<uint8_t> encode(CallReply const& reply)
         writer.string(connected->target);
         return writer.take();
     }
-    if (auto const* held = std::get_if<CallHeld>(&reply)) {
-        Writer writer(MessageType::CallHeld);
-        writer.u32(held->ask_id);
-        return writer.take();
-    }
+    if (std::holds_alternative<CallHeld>(reply))
+        return Writer(MessageType::CallHeld).take();
     auto const& refused = std::get<CallRefused>(reply);
     Writer writer(MessageType::CallRefused);
     writer.u32(refused.exit_code);
@@ -377,10 +374,8 @@ Result<CallReply> decode_call_reply(std::span<uint8_t const> record)
         return CallReply(std::move(refused));
     }
     case MessageType::CallHeld: {
-        CallHeld held;
-        held.ask_id = reader.u32();
         TRY(reader.finish());
-        return CallReply(held);
+        return CallReply(CallHeld {});
     }
     default:
         return Error::from_message("unknown message type " + std::to_string(record[0]));

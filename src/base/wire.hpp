@@ -127,10 +127,9 @@ Result<BrokerMessage> decode_broker_message(std::span<uint8_t const> record);
 Result<AgentMessage> decode_agent_message(std::span<uint8_t const> record);
 
 // Held by an `ask` rule: the final answer (CallConnected or CallRefused) follows on the same
-// connection once the administrator has answered ask `ask_id` or the time ran out.
-struct CallHeld {
-    uint32_t ask_id = 0;
-};
+// connection once the administrator has answered or the time ran out. It carries nothing: not even
+// the ask's number, which would tell a compartment how many asks other compartments made.
+struct CallHeld {};
 
 using CallReply = std::variant<CallConnected, CallRefused, CallHeld>;
 inline constexpr size_t call_connected_descriptors = 3;

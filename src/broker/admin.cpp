@@ -81,6 +81,8 @@ void Broker::handle_admin(int client, std::vector<uint8_t> const& bytes, std::ve
         return admin_audit_verify(client);
     if (op == "rollback")
         return admin_rollback(client);
+    if (op == "stop_all")
+        return admin_stop_all(client);
     if (op == "start" || op == "stop" || op == "restart")
         return admin_lifecycle(client, op, request.name);
     if (op == "generations")
@@ -117,6 +119,8 @@ void Broker::admin_generations(int client)
 
 void Broker::admin_ls(int client)
 {
+    // One pass over /proc for every compartment's CPU time, not one per compartment.
+    auto const processes = processes_by_pid_namespace();
     json list = json::array();
     auto describe = [&](config::Compartment const& settings, std::string const& name, Live const* live) {
         json entry;
@@ -128,8 +132,11 @@ void Broker::admin_ls(int client)
         entry["mounts"] = mounts_of(settings, live);
         entry["tags"] = settings.tags;
         entry["root_template"] = settings.template_name;
-        if (live && live->sandbox)
-            entry["cpu_seconds"] = cpu_seconds_of(live->sandbox->pid());
+        if (live && live->sandbox) {
+            auto ns = pid_namespace_of(live->sandbox->pid());
+            auto found = ns ? processes.find(*ns) : processes.end();
+            entry["cpu_seconds"] = found == processes.end() ? 0.0 : cpu_seconds_of(found->second);
+        }
         entry["network_state"] = network_state(live, settings);
         if (live && !live->net_address.empty())
             entry["address"] = live->net_address;
@@ -248,22 +255,24 @@ void Broker::admin_rollback(int client)
     reply(client, lines_json(result.value(), "changes", {{"generation", m_generation}}));
 }
 
+// `stop --all`: every running compartment; pools stay empty until used or until the next apply.
+void Broker::admin_stop_all(int client)
+{
+    std::vector<std::string> names;
+    for (auto const& [running, live] : m_live) {
+        names.push_back(running);
+        if (live.disposable)
+            m_pools_paused.insert(live.template_name);
+    }
+    for (auto const& running : names)
+        stop_compartment(running, "stopped by the administrator (stop --all)");
+    (void)record({.kind = "admin", .caller = "@host", .target = "@all", .service = "stop", .verdict = "ok",
+        .detail = std::to_string(names.size()) + " stopped"});
+    reply(client, json {{"ok", true}, {"stopped", names}}.dump());
+}
+
 void Broker::admin_lifecycle(int client, std::string const& op, std::string const& name)
 {
-    if (op == "stop" && name == "--all") {
-        // Every running compartment; pools stay empty until used or until the next apply.
-        std::vector<std::string> names;
-        for (auto const& [running, live] : m_live) {
-            names.push_back(running);
-            if (live.disposable)
-                m_pools_paused.insert(live.template_name);
-        }
-        for (auto const& running : names)
-            stop_compartment(running, "stopped by the administrator (stop --all)");
-        (void)record({.kind = "admin", .caller = "@host", .target = "@all", .service = op, .verdict = "ok",
-            .detail = std::to_string(names.size()) + " stopped"});
-        return reply(client, json {{"ok", true}, {"stopped", names}}.dump());
-    }
     auto live = m_live.find(name);
     bool configured = m_config.find_compartment(name) != nullptr;
     if (!configured && live == m_live.end())

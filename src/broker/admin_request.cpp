@@ -114,7 +114,7 @@ Result<AdminRequest> decode_admin_request(std::span<uint8_t const> bytes, size_t
     if (request.op != "run" && descriptors != 0)
         return Error::from_message("malformed request: descriptors beside '" + request.op + "'");
     auto const& op = request.op;
-    if (one_of(op, {"ls", "net", "pending", "audit_verify", "rollback", "generations", "config_show"})) {
+    if (one_of(op, {"ls", "net", "pending", "audit_verify", "rollback", "generations", "config_show", "stop_all"})) {
         // no fields
     } else if (one_of(op, {"plan", "apply"})) {
         request.config = fields.string("config");

@@ -77,18 +77,12 @@ Result<UniqueFd> owned_dir_beneath(int state_fd, std::string const& relative, ui
                                    "another file, is in its place): " + error.message());
     };
     size_t slash = relative.rfind('/');
-    auto parent = sys::make_dirs_beneath(state_fd, relative.substr(0, slash), 0700);
+    auto parent = sys::walk_dirs_beneath(state_fd, relative.substr(0, slash), {.create = true, .mode = 0700, .owner = std::nullopt});
     if (parent.is_error())
         return refused(parent.error());
-    std::string leaf = relative.substr(slash + 1);
-    bool made = ::mkdirat(parent.value().get(), leaf.c_str(), 0700) == 0;
-    if (!made && errno != EEXIST)
-        return Error::from_syscall("mkdirat", relative, errno);
-    auto dir = sys::open_beneath(parent.value().get(), leaf, O_PATH | O_DIRECTORY);
+    auto dir = sys::walk_dirs_beneath(parent.value().get(), relative.substr(slash + 1), {.create = true, .mode = 0700, .owner = owner});
     if (dir.is_error())
         return refused(dir.error());
-    if (made)
-        TRY(check_syscall(::fchownat(dir.value().get(), "", owner, owner, AT_EMPTY_PATH), "chown " + relative));
     return dir.release_value();
 }
 
@@ -172,13 +166,17 @@ std::vector<std::string> helper_candidates(std::string const& name)
     return candidates;
 }
 
-// Processes of the compartment whose PID 1 is `pid1`: those in its PID namespace.
-std::vector<pid_t> compartment_processes(pid_t pid1)
+std::optional<PidNamespace> pid_namespace_of(pid_t pid)
 {
-    std::vector<pid_t> found;
     struct stat ns {};
-    if (::stat(("/proc/" + std::to_string(pid1) + "/ns/pid").c_str(), &ns) < 0)
-        return found;
+    if (::stat(("/proc/" + std::to_string(pid) + "/ns/pid").c_str(), &ns) < 0)
+        return std::nullopt;
+    return PidNamespace {ns.st_dev, ns.st_ino};
+}
+
+std::map<PidNamespace, std::vector<pid_t>> processes_by_pid_namespace()
+{
+    std::map<PidNamespace, std::vector<pid_t>> found;
     DIR* proc = ::opendir("/proc");
     if (proc == nullptr)
         return found;
@@ -187,20 +185,28 @@ std::vector<pid_t> compartment_processes(pid_t pid1)
         long pid = std::strtol(entry->d_name, &end, 10);
         if (end == entry->d_name || *end != '\0' || pid <= 0)
             continue;
-        struct stat other {};
-        if (::stat(("/proc/" + std::string(entry->d_name) + "/ns/pid").c_str(), &other) == 0 && other.st_ino == ns.st_ino
-            && other.st_dev == ns.st_dev)
-            found.push_back(static_cast<pid_t>(pid));
+        if (auto ns = pid_namespace_of(static_cast<pid_t>(pid)))
+            found[*ns].push_back(static_cast<pid_t>(pid));
     }
     ::closedir(proc);
     return found;
 }
 
-double cpu_seconds_of(pid_t pid1)
+std::vector<pid_t> compartment_processes(pid_t pid1)
+{
+    auto ns = pid_namespace_of(pid1);
+    if (!ns)
+        return {};
+    auto all = processes_by_pid_namespace();
+    auto found = all.find(*ns);
+    return found == all.end() ? std::vector<pid_t> {} : std::move(found->second);
+}
+
+double cpu_seconds_of(std::vector<pid_t> const& processes)
 {
     static long const ticks = ::sysconf(_SC_CLK_TCK);
     uint64_t total = 0;
-    for (pid_t pid : compartment_processes(pid1)) {
+    for (pid_t pid : processes) {
         auto stat = sys::read_file("/proc/" + std::to_string(pid) + "/stat", 4096);
         if (stat.is_error())
             continue;

@@ -58,10 +58,15 @@ inline constexpr uint64_t default_pids = 4096;
 uint64_t host_memory_bytes();
 // Where a helper executable of the broker's (bulkhead-agent, bulkhead-net) may be, in order.
 std::vector<std::string> helper_candidates(std::string const& name);
-// The processes of the compartment whose PID 1 is `pid1` (those in its PID namespace), seen from the host.
+// A PID namespace: the device and inode of /proc/PID/ns/pid.
+using PidNamespace = std::pair<dev_t, ino_t>;
+std::optional<PidNamespace> pid_namespace_of(pid_t pid);
+// Every process of the host by its PID namespace, in one pass over /proc.
+std::map<PidNamespace, std::vector<pid_t>> processes_by_pid_namespace();
+// The processes of the compartment whose PID 1 is `pid1` (those in its PID namespace).
 std::vector<pid_t> compartment_processes(pid_t pid1);
-// CPU time (user + system, seconds) of the processes now running in that compartment.
-double cpu_seconds_of(pid_t pid1);
+// CPU time (user + system, seconds) of these processes.
+double cpu_seconds_of(std::vector<pid_t> const& processes);
 sandbox::Limits limits_of(config::Compartment const& settings);
 // "out of memory (limit 2G)", "task limit (4096) reached", both, or "" if no limit bit in between.
 std::string limit_message(sandbox::Cgroup::LimitEvents const& before, sandbox::Cgroup::LimitEvents const& after,
@@ -316,6 +321,7 @@ private:
     void admin_revoke(int client, std::string const& name, std::string const& volume);
     void admin_show(int client, std::string const& name);
     void admin_generations(int client);
+    void admin_stop_all(int client);
     Status save_grants(Live const& live) const;
     void load_grants(Live& live);
     nlohmann::json mounts_of(config::Compartment const& settings, Live const* live) const;

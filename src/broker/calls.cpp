@@ -452,10 +452,9 @@ void Broker::route_call(int fd, wire::Call const& call_in)
         ask.deadline_ms = ask.asked_at_ms + m_ask_timeout_ms;
         log("ask " + std::to_string(ask.id) + ": " + source + " -> " + entry.target + " " + call.service
             + (call.arg.empty() ? "" : "+" + call.arg) + " (" + where + "): bulkhead approve|deny " + std::to_string(ask.id));
-        uint32_t const shown_id = ask.id <= UINT32_MAX ? static_cast<uint32_t>(ask.id) : 0;
         m_asks.emplace(ask.id, std::move(ask));
-        // The caller is told it waits, and for what (the answer follows on this connection).
-        (void)sys::send_record(fd, wire::encode(wire::CallReply(wire::CallHeld {shown_id})));
+        // The caller is told it waits (the answer follows on this connection).
+        (void)sys::send_record(fd, wire::encode(wire::CallReply(wire::CallHeld {})));
         return;
     }
     if (decision.params.notify.value_or(false))

@@ -15,6 +15,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cerrno>
 #include <csignal>
 #include <cstring>
@@ -66,12 +67,7 @@ Status in_mount_namespace(int pid1_fd, Work work)
         ::_exit(0);
     }
     write_end.reset();
-    std::string message;
-    char buffer[4096];
-    ssize_t n;
-    while ((n = ::read(read_end.get(), buffer, sizeof(buffer))) > 0 || (n < 0 && errno == EINTR))
-        if (n > 0)
-            message.append(buffer, static_cast<size_t>(n));
+    std::string const message = sys::read_all(read_end.get());
     int status = 0;
     while (::waitpid(child, &status, 0) < 0 && errno == EINTR) {
     }
@@ -89,30 +85,51 @@ Result<UniqueFd> open_home()
     return sys::open_beneath(root.get(), "home/user", O_PATH | O_DIRECTORY);
 }
 
-// `at` beneath the home, made (0755, for `owner`) where missing; never through a link.
-Result<UniqueFd> make_mount_point(int home, std::string const& at, uid_t owner)
+// A process's state letter (field 3 of /proc/PID/stat): 'T' stopped, 'Z' a zombie; 0 when gone.
+char state_of(pid_t pid)
 {
-    UniqueFd current = TRY(sys::open_beneath(home, ".", O_PATH | O_DIRECTORY));
-    size_t start = 0;
-    while (start < at.size()) {
-        size_t slash = at.find('/', start);
-        if (slash == std::string::npos)
-            slash = at.size();
-        std::string part = at.substr(start, slash - start);
-        start = slash + 1;
-        UniqueFd real = TRY(sys::open_beneath(current.get(), ".", O_RDONLY | O_DIRECTORY));
-        if (::mkdirat(real.get(), part.c_str(), 0755) == 0) {
-            if (::fchownat(real.get(), part.c_str(), owner, owner, AT_SYMLINK_NOFOLLOW) < 0)
-                return Error::from_syscall("chown", part, errno);
-        } else if (errno != EEXIST) {
-            return Error::from_syscall("mkdir", part, errno);
+    auto stat = sys::read_file("/proc/" + std::to_string(pid) + "/stat", 4096);
+    if (stat.is_error())
+        return 0;
+    size_t paren = stat.value().rfind(')');
+    return paren != std::string::npos && paren + 2 < stat.value().size() ? stat.value()[paren + 2] : 0;
+}
+
+struct Frozen {
+    std::vector<pid_t> processes;     // every process of the compartment but PID 1
+    std::vector<pid_t> stopped_by_us; // those to continue afterwards (not those stopped before)
+};
+
+// Stops every process of the compartment but PID 1 (the agent, which holds nothing of a volume)
+// with SIGSTOP, listing again until a listing finds none not yet stopped: a fork under way when its
+// parent's SIGSTOP arrives is abandoned by the kernel, so each listing ends with what the last one
+// stopped could have made. Then waits (at most 200 ms) until they are stopped indeed.
+Frozen freeze(pid_t pid1)
+{
+    Frozen frozen;
+    for (int round = 0; round < 1000; ++round) {
+        bool more = false;
+        for (pid_t pid : compartment_processes(pid1)) {
+            if (pid == pid1 || std::find(frozen.processes.begin(), frozen.processes.end(), pid) != frozen.processes.end())
+                continue;
+            frozen.processes.push_back(pid);
+            if (state_of(pid) != 'T' && ::kill(pid, SIGSTOP) == 0)
+                frozen.stopped_by_us.push_back(pid);
+            more = true;
         }
-        auto next = sys::open_beneath(current.get(), part, O_PATH | O_DIRECTORY);
-        if (next.is_error())
-            return Error::from_message("~/" + at + ": " + part + " is a link or not a folder (never followed)");
-        current = next.release_value();
+        if (!more)
+            break;
     }
-    return current;
+    for (int wait = 0; wait < 200; ++wait) {
+        bool running = std::any_of(frozen.stopped_by_us.begin(), frozen.stopped_by_us.end(), [](pid_t pid) {
+            char state = state_of(pid);
+            return state != 0 && state != 'T' && state != 'Z' && state != 'X';
+        });
+        if (!running)
+            break;
+        ::usleep(1000);
+    }
+    return frozen;
 }
 
 // Whether `pid` holds anything on the mount `mount_id`: a descriptor, its working directory or
@@ -225,7 +242,8 @@ void Broker::admin_grant(int client, std::string const& name, std::string const&
     int const tree_fd = tree.value().get();
     auto placed = in_mount_namespace(live.sandbox->pidfd(), [&]() -> Status {
         UniqueFd home = TRY(open_home());
-        UniqueFd target = TRY(make_mount_point(home.get(), at, user));
+        // ~/AT, made for the compartment's user where missing; never through a link it planted.
+        UniqueFd target = TRY_CTX(sys::walk_dirs_beneath(home.get(), at, {.create = true, .mode = 0755, .owner = user}), "~/" + at);
         return sys::move_mount_fd(tree_fd, target.get());
     });
     if (placed.is_error())
@@ -271,22 +289,21 @@ void Broker::admin_revoke(int client, std::string const& name, std::string const
     if (removed.is_error())
         return reply_error(client, "revoking " + volume + " from " + name + ": " + removed.error().message(), 125);
     live.grants.erase(grant);
-    // What was opened before the revoke still reaches the folder: its holders go.
-    std::vector<pid_t> killed;
+    // What was opened before the revoke still reaches the folder: its holders go. The compartment
+    // is held still meanwhile, so that nothing in it forks or hands a descriptor on while it is
+    // looked at.
     pid_t const pid1 = live.sandbox->pid();
-    for (int round = 0; round < 5; ++round) {
-        bool any = false;
-        for (pid_t pid : compartment_processes(pid1)) {
-            if (pid == pid1 || !holds(pid, mount_id))
-                continue;
+    Frozen frozen = freeze(pid1);
+    std::vector<pid_t> killed;
+    for (pid_t pid : frozen.processes) {
+        if (holds(pid, mount_id)) {
             ::kill(pid, SIGKILL);
             killed.push_back(pid);
-            any = true;
         }
-        if (!any)
-            break;
-        ::usleep(10 * 1000);
     }
+    for (pid_t pid : frozen.stopped_by_us)
+        if (std::find(killed.begin(), killed.end(), pid) == killed.end())
+            ::kill(pid, SIGCONT);
     if (auto saved = save_grants(live); saved.is_error())
         log(name + ": its grants could not be saved for a broker restart: " + saved.error().message());
     std::string detail = "from ~/" + at;

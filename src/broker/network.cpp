@@ -45,21 +45,6 @@ std::string client_mac(uint32_t slot)
 // asynchronously), and deleting it first would cost a network synchronisation on every start.
 std::string client_link(Live const& live) { return "c" + std::to_string(live.sandbox ? live.sandbox->pid() : 0); }
 
-// Reads a descriptor to its end (bounded).
-std::string read_all(int fd)
-{
-    std::string out;
-    char buffer[4096];
-    for (;;) {
-        ssize_t got = ::read(fd, buffer, sizeof(buffer));
-        if (got < 0 && errno == EINTR)
-            continue;
-        if (got <= 0 || out.size() > (1 << 20))
-            return out;
-        out.append(buffer, static_cast<size_t>(got));
-    }
-}
-
 // The first nameserver of a resolv.conf text that a provider can reach (not a loopback one).
 std::string first_nameserver(std::string const& text)
 {
@@ -131,8 +116,8 @@ Result<json> Broker::run_net_helper(json const& steps, std::vector<int> const& f
     // Requests are a few KiB: far below a pipe's capacity, so this write does not wait on the reader.
     bool written = ::write(in[1], request.data(), request.size()) == static_cast<ssize_t>(request.size());
     ::close(in[1]);
-    std::string output = read_all(out[0]);
-    std::string errors = read_all(err[0]);
+    std::string output = sys::read_all(out[0]);
+    std::string errors = sys::read_all(err[0]);
     ::close(out[0]);
     ::close(err[0]);
     int status = 0;

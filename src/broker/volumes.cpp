@@ -1,5 +1,6 @@
 #include "broker/volumes.hpp"
 
+#include "base/parse.hpp"
 #include "sys/syscalls.hpp"
 
 #include <cerrno>
@@ -18,20 +19,6 @@ namespace {
 constexpr char marker_name[] = ".neutral-owner";
 // Deeper folders are left as they are (and counted): each level holds a descriptor.
 constexpr int max_depth = 256;
-
-std::vector<std::string> components_of(std::string const& relative)
-{
-    std::vector<std::string> parts;
-    size_t start = 0;
-    while (start <= relative.size()) {
-        size_t slash = relative.find('/', start);
-        if (slash == std::string::npos)
-            slash = relative.size();
-        parts.push_back(relative.substr(start, slash - start));
-        start = slash + 1;
-    }
-    return parts;
-}
 
 void give_to_owner(int dir_fd, char const* name, struct stat const& st, Conversion& result)
 {
@@ -86,7 +73,7 @@ std::string volume_path_problem(std::string const& relative)
         return "must be relative to the volume";
     if (relative.size() > 1024)
         return "is longer than 1024 bytes";
-    for (auto const& part : components_of(relative)) {
+    for (auto const part : split(relative, '/')) {
         if (part.empty())
             return "has an empty component";
         if (part == "." || part == "..")
@@ -102,32 +89,7 @@ Result<UniqueFd> volume_folder(int volumes_fd, std::string const& relative, bool
 {
     if (auto problem = volume_path_problem(relative); !problem.empty())
         return Error::from_message("volume path '" + relative + "' " + problem);
-    UniqueFd current = TRY(sys::open_beneath(volumes_fd, ".", O_PATH | O_DIRECTORY));
-    std::string walked;
-    for (auto const& part : components_of(relative)) {
-        walked += (walked.empty() ? "" : "/") + part;
-        if (create) {
-            if (::mkdirat(current.get(), part.c_str(), 0700) == 0) {
-                if (::fchownat(current.get(), part.c_str(), volume_owner_id, volume_owner_id, AT_SYMLINK_NOFOLLOW) < 0)
-                    return Error::from_syscall("chown", walked, errno);
-            } else if (errno != EEXIST) {
-                return Error::from_syscall("mkdirat", walked, errno);
-            }
-        }
-        auto next = sys::open_beneath(current.get(), part, O_PATH | O_DIRECTORY);
-        if (next.is_error()) {
-            struct stat st {};
-            if (::fstatat(current.get(), part.c_str(), &st, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT)
-                return Error::from_message(walked + " does not exist");
-            if (S_ISLNK(st.st_mode))
-                return Error::from_message(walked + " is a symbolic link (never followed)");
-            if (!S_ISDIR(st.st_mode))
-                return Error::from_message(walked + " is not a folder");
-            return next.release_error().with_context(walked);
-        }
-        current = next.release_value();
-    }
-    return current;
+    return sys::walk_dirs_beneath(volumes_fd, relative, {.create = create, .mode = 0700, .owner = volume_owner_id});
 }
 
 Result<Conversion> convert_volumes(int volumes_fd)

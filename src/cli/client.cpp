@@ -407,7 +407,7 @@ int admin_command(std::string const& command, std::vector<std::string> args)
                 print_error("stop: unexpected option '" + name + "'");
                 return exit_usage;
             }
-            auto reply = call_broker(socket, {{"op", "stop"}, {"name", name}});
+            auto reply = call_broker(socket, name == "--all" ? json {{"op", "stop_all"}} : json {{"op", "stop"}, {"name", name}});
             if (reply.is_error()) {
                 print_error(reply.error().message());
                 return exit_failed;

@@ -3,6 +3,7 @@
 #include "sandbox/userns.hpp"
 #include "sys/syscalls.hpp"
 
+#include <algorithm>
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/mount.h>
@@ -349,15 +350,6 @@ std::string generated_hosts(std::string const& hostname)
     return "127.0.0.1\tlocalhost\n127.0.1.1\t" + hostname + "\n::1\tlocalhost ip6-localhost ip6-loopback\n";
 }
 
-Result<UniqueFd> open_idmapped_tree(std::string const& source, std::string const& beneath, IdMap const& map, AccessMode mode)
-{
-    UniqueFd userns = TRY(idmap_userns(map));
-    HostEntry entry = TRY(open_host_tree(source, {}, bind_attrs(mode), beneath, userns.get()));
-    if (!entry.directory)
-        return Error::from_message(source + " is not a directory");
-    return std::move(entry.tree);
-}
-
 Result<UniqueFd> open_idmapped_tree_of(int dir_fd, IdMap const& map, AccessMode mode)
 {
     UniqueFd userns = TRY(idmap_userns(map));
@@ -370,10 +362,23 @@ Result<UniqueFd> open_idmapped_tree_of(int dir_fd, IdMap const& map, AccessMode 
 Result<std::vector<UniqueFd>> open_idmapped_binds(Spec const& spec)
 {
     std::vector<UniqueFd> trees(spec.binds.size());
+    // One user namespace per mapping (a compartment's volumes all share one), not one per bind.
+    std::vector<std::pair<IdMap, UniqueFd>> namespaces;
     for (size_t i = 0; i < spec.binds.size(); ++i) {
         auto const& b = spec.binds[i];
-        if (b.idmap)
-            trees[i] = TRY_CTX(open_idmapped_tree(b.source, b.beneath, *b.idmap, b.mode), "binds[" + std::to_string(i) + "]");
+        if (!b.idmap)
+            continue;
+        auto same = std::find_if(namespaces.begin(), namespaces.end(),
+            [&](auto const& entry) { return entry.first.on_disk == b.idmap->on_disk && entry.first.host == b.idmap->host; });
+        if (same == namespaces.end()) {
+            namespaces.emplace_back(*b.idmap, TRY(idmap_userns(*b.idmap)));
+            same = std::prev(namespaces.end());
+        }
+        std::string const field = "binds[" + std::to_string(i) + "]";
+        HostEntry entry = TRY_CTX(open_host_tree(b.source, {}, bind_attrs(b.mode), b.beneath, same->second.get()), field);
+        if (!entry.directory)
+            return Error::from_message(field + ": " + b.source + " is not a directory");
+        trees[i] = std::move(entry.tree);
     }
     return trees;
 }

@@ -41,10 +41,8 @@ Result<HostSources> open_host_sources(Spec const& spec, std::string const& mount
 // needs host root, which the compartment's first process no longer has. Index-aligned with
 // spec.binds, invalid for the others.
 Result<std::vector<sys::UniqueFd>> open_idmapped_binds(Spec const& spec);
-// A detached, idmapped, nosuid/nodev copy of the directory `source` (walked beneath `beneath`
-// without following links, when given), read-only unless `mode` says otherwise.
-Result<sys::UniqueFd> open_idmapped_tree(std::string const& source, std::string const& beneath, IdMap const& map, AccessMode mode);
-// The same of the directory open as `dir_fd` (a live grant).
+// A detached, idmapped, nosuid/nodev copy of the directory open as `dir_fd` (a live grant),
+// read-only unless `mode` says otherwise.
 Result<sys::UniqueFd> open_idmapped_tree_of(int dir_fd, IdMap const& map, AccessMode mode);
 // Phase two, as root inside: builds the root from `sources` on the mountpoint and returns an
 // O_PATH fd of the new root mount.

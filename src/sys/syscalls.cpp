@@ -44,6 +44,20 @@ Result<UniqueFd> open_beneath(int dirfd, std::string_view path, int flags, mode_
     return UniqueFd(static_cast<int>(fd));
 }
 
+std::string read_all(int fd)
+{
+    std::string out;
+    char buffer[4096];
+    for (;;) {
+        ssize_t got = ::read(fd, buffer, sizeof(buffer));
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0 || out.size() > (1 << 20))
+            return out;
+        out.append(buffer, static_cast<size_t>(got));
+    }
+}
+
 Result<UniqueFd> open_path(std::string_view path, int flags, mode_t mode)
 {
     std::string p(path);
@@ -53,10 +67,11 @@ Result<UniqueFd> open_path(std::string_view path, int flags, mode_t mode)
     return UniqueFd(fd);
 }
 
-Result<UniqueFd> make_dirs_beneath(int dirfd, std::string_view path, mode_t mode)
+Result<UniqueFd> walk_dirs_beneath(int dirfd, std::string_view path, DirWalk const& how)
 {
     UniqueFd current = TRY(open_beneath(dirfd, ".", O_PATH | O_DIRECTORY));
     std::string_view rest = strip_slashes(path);
+    std::string walked;
     while (!rest.empty()) {
         size_t slash = rest.find('/');
         std::string component(rest.substr(0, slash));
@@ -65,11 +80,35 @@ Result<UniqueFd> make_dirs_beneath(int dirfd, std::string_view path, mode_t mode
             continue;
         if (component == "..")
             return Error::from_message("path '" + std::string(path) + "' contains '..'");
-        if (::mkdirat(current.get(), component.c_str(), mode) < 0 && errno != EEXIST)
-            return Error::from_syscall("mkdirat", component, errno);
-        current = TRY(open_beneath(current.get(), component, O_PATH | O_DIRECTORY));
+        walked += (walked.empty() ? "" : "/") + component;
+        bool made = false;
+        if (how.create) {
+            made = ::mkdirat(current.get(), component.c_str(), how.mode) == 0;
+            if (!made && errno != EEXIST)
+                return Error::from_syscall("mkdirat", walked, errno);
+        }
+        auto next = open_beneath(current.get(), component, O_PATH | O_DIRECTORY);
+        if (next.is_error()) {
+            struct stat st {};
+            if (::fstatat(current.get(), component.c_str(), &st, AT_SYMLINK_NOFOLLOW) < 0)
+                return Error::from_message(walked + (errno == ENOENT ? " does not exist" : ": " + std::string(std::strerror(errno))));
+            if (S_ISLNK(st.st_mode))
+                return Error::from_message(walked + " is a symbolic link (never followed)");
+            if (!S_ISDIR(st.st_mode))
+                return Error::from_message(walked + " is not a folder");
+            return next.release_error().with_context(walked);
+        }
+        current = next.release_value();
+        // Through the descriptor of what was opened: whatever is at that name by now, never elsewhere.
+        if (made && how.owner && ::fchownat(current.get(), "", *how.owner, *how.owner, AT_EMPTY_PATH) < 0)
+            return Error::from_syscall("chown", walked, errno);
     }
     return current;
+}
+
+Result<UniqueFd> make_dirs_beneath(int dirfd, std::string_view path, mode_t mode)
+{
+    return walk_dirs_beneath(dirfd, path, {.create = true, .mode = mode, .owner = std::nullopt});
 }
 
 Status write_file_beneath(int dirfd, std::string_view path, std::string_view content, mode_t mode)

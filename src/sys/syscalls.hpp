@@ -12,6 +12,7 @@
 #include <string>
 #include <string_view>
 #include <vector>
+#include <optional>
 #include <sys/types.h>
 
 namespace bulkhead::sys {
@@ -21,6 +22,18 @@ namespace bulkhead::sys {
 // strictly inside `dirfd`, never through a link. `flags` always gains O_CLOEXEC.
 Result<UniqueFd> open_beneath(int dirfd, std::string_view path, int flags, mode_t mode = 0);
 Result<UniqueFd> open_path(std::string_view path, int flags, mode_t mode = 0);
+// Reads a descriptor (a pipe from a helper) to its end, at most about 1 MiB; errors end it too.
+std::string read_all(int fd);
+// Walks `path` below dirfd one folder at a time, never following a link or leaving dirfd; returns
+// an O_PATH fd of the last. With `create`, missing folders are made with `mode` and, with `owner`,
+// given to it (uid and gid) through their own descriptor. Errors name the component: "a/b does not
+// exist", "a/b is a symbolic link (never followed)", "a/b is not a folder".
+struct DirWalk {
+    bool create = true;
+    mode_t mode = 0755;
+    std::optional<uid_t> owner;
+};
+Result<UniqueFd> walk_dirs_beneath(int dirfd, std::string_view path, DirWalk const& how);
 // mkdir every component of `path` below dirfd (no links followed); returns an O_PATH fd of the last.
 Result<UniqueFd> make_dirs_beneath(int dirfd, std::string_view path, mode_t mode);
 // Creates (or truncates an existing regular) file below dirfd and writes `content`.

@@ -32,7 +32,7 @@ void check(bool holds, char const* invariant)
 extern "C" int LLVMFuzzerTestOneInput(uint8_t const* data, size_t size)
 {
     static std::set<std::string> const ops = {"ls", "net", "plan", "apply", "policy_check", "pending", "approve", "deny",
-                                              "audit", "audit_verify", "rollback", "start", "stop", "restart", "run", "grant", "revoke", "show", "generations", "config_show"};
+                                              "audit", "audit_verify", "rollback", "start", "stop", "restart", "run", "grant", "revoke", "show", "generations", "config_show", "stop_all"};
     for (size_t descriptors : {0, 1}) {
         auto decoded = decode_admin_request(std::span(data, size), descriptors);
         if (decoded.is_error()) {

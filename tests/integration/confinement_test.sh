@@ -3,19 +3,9 @@
 # from what it starts (a compartment's PID 1 inherits the broker's filter under its own).
 # Usage: confinement_test.sh PATH/TO/bulkhead
 set -u
-BULKHEAD=$(realpath "${1:?usage: confinement_test.sh PATH/TO/bulkhead}")
-ROOT=$(mktemp -d /tmp/bulkhead-confinement-test-XXXXXX)
-LOG=$ROOT/daemon.log
-DAEMON=
-export BULKHEAD_SOCKET=$ROOT/run/admin.sock
-cleanup() {
-    stop_daemon
-    rm -rf "$ROOT"
-}
-trap cleanup EXIT
 # shellcheck source=tests/integration/lib.bash
 source "$(dirname "$0")/lib.bash"
-B=$BULKHEAD
+broker_test_setup confinement "${1:-}"
 
 mkdir -p "$ROOT/etc"
 cat >"$ROOT/etc/system.toml" <<'EOF'

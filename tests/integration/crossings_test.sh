@@ -247,7 +247,7 @@ id=$(pending_id)
 check approve-unchanged-clipboard 0 "" -- "$B" approve "$id"
 wait "$asker"
 [[ $(cat "$ROOT/paste2.code") == 0 && $(cat "$ROOT/paste2.out") == vault-secret ]] && pass "approved-paste-delivers-what-was-asked" || fail "approved-paste-delivers-what-was-asked: $(cat "$ROOT/paste2.code") $(cat "$ROOT/paste2.out")"
-[[ $(cat "$ROOT/paste2.err") == *"waiting for the administrator to allow this call (bulkhead approve $id on the host)"* ]] \
+[[ $(cat "$ROOT/paste2.err") == *"waiting for the administrator to allow this call (bulkhead pending, on the host)"* ]] \
     && pass "waiting-caller-is-told-what-it-waits-for" || fail "waiting-caller-is-told-what-it-waits-for: $(cat "$ROOT/paste2.err")"
 "$B" audit --json | grep '"approved"' | grep -q '"caller":"vault"' && pass "approved-paste-audited-with-real-source" || fail "approved-paste-audited-with-real-source"
 

@@ -4,19 +4,9 @@
 # why, generations and config show.
 # Usage: daily_test.sh PATH/TO/bulkhead
 set -u
-BULKHEAD=$(realpath "${1:?usage: daily_test.sh PATH/TO/bulkhead}")
-ROOT=$(mktemp -d /tmp/bulkhead-daily-test-XXXXXX)
-LOG=$ROOT/daemon.log
-DAEMON=
-export BULKHEAD_SOCKET=$ROOT/run/admin.sock
-cleanup() {
-    stop_daemon
-    rm -rf "$ROOT"
-}
-trap cleanup EXIT
 # shellcheck source=tests/integration/lib.bash
 source "$(dirname "$0")/lib.bash"
-B=$BULKHEAD
+broker_test_setup daily "${1:-}"
 
 # ---- --help on every host command, without a broker ----
 for command in daemon apply plan rollback generations config ls net start stop restart policy pending approve deny audit \
@@ -52,6 +42,7 @@ x.Allow  *  work  vault  allow
 x.Ask    *  work  vault  ask
 x.Home   *  vault work   allow
 x.Home   *  work  vault  allow
+x.Root   *  vault work   allow  user=root
 bulkhead.Filecopy  *  work  vault  ask
 EOF2
 start_daemon --config "$ROOT/etc/system.toml"
@@ -90,6 +81,9 @@ EOF
 # ---- a compartment's own services, in its home ----
 check own-service-installed 0 "" -- "$B" run work -- sh -c 'mkdir -p ~/.config/bulkhead/services && printf "#!/bin/sh\necho from-\$BULKHEAD_SOURCE-in-\$BULKHEAD_COMPARTMENT\n" > ~/.config/bulkhead/services/x.Home && chmod +x ~/.config/bulkhead/services/x.Home'
 check own-service-called 0 "from-vault-in-work" -- "$B" run vault -- bulkhead-call work x.Home
+# A service the user wrote never runs as root: a user=root call looks in root's home, not the user's.
+check user-service-planted-for-root 0 "" -- "$B" run work -- sh -c 'printf "#!/bin/sh\nid -u\n" > ~/.config/bulkhead/services/x.Root && chmod +x ~/.config/bulkhead/services/x.Root'
+check user-service-never-runs-as-root 127 "no service x.Root in work" -- "$B" run vault -- bulkhead-call work x.Root
 # vault has no such service of its own: the call is allowed and finds nothing to run.
 check own-service-absent-elsewhere 127 "no service x.Home in vault" -- "$B" run work -- bulkhead-call vault x.Home
 

@@ -5,19 +5,9 @@
 # volume, a rename race while a grant is made, a planted link copied out to the host.
 # Usage: data_test.sh PATH/TO/bulkhead
 set -u
-BULKHEAD=$(realpath "${1:?usage: data_test.sh PATH/TO/bulkhead}")
-ROOT=$(mktemp -d /tmp/bulkhead-data-test-XXXXXX)
-LOG=$ROOT/daemon.log
-DAEMON=
-export BULKHEAD_SOCKET=$ROOT/run/admin.sock
-cleanup() {
-    stop_daemon
-    rm -rf "$ROOT"
-}
-trap cleanup EXIT
 # shellcheck source=tests/integration/lib.bash
 source "$(dirname "$0")/lib.bash"
-B=$BULKHEAD
+broker_test_setup data "${1:-}"
 NEUTRAL=1073741822
 VOLUMES=$ROOT/state/volumes
 
@@ -147,6 +137,22 @@ wait $cwd_holder; cwd_code=$?
 check revoked-folder-gone 0 "" -- "$B" run work -- sh -c '! test -e Music/song.txt'
 check revoked-is-empty-mount-point 0 "" -- "$B" run work -- sh -c 'test -z "$(ls -A Music)"'
 grep -q '"revoke".*"music"' "$ROOT/state/audit.log" && pass "revoke-audited" || fail "revoke-audited"
+# A holder that keeps forking children (each inherits the descriptor) while the revoke looks: the
+# compartment is held still during the look, so no child escapes it.
+check regrant 0 "" -- "$B" grant work music --rw --at Music
+"$B" run work -- sh -c 'exec 3<Music/song.txt; echo forking; while :; do sleep 60 & sleep 0.005; done' >"$ROOT/forker.out" 2>&1 &
+forker=$!
+"$B" run work -- sleep 30 >/dev/null 2>&1 & # holds nothing: held still during the look, then let go
+bystander=$!
+for _ in $(seq 50); do grep -q forking "$ROOT/forker.out" && break; sleep 0.1; done
+sleep 0.5
+check revoke-a-forking-holder 0 "revoked" -- "$B" revoke work music
+wait $forker
+check no-descriptor-of-the-revoked-folder-left 0 "none" -- "$B" run work -- sh -c \
+    'for f in /proc/[0-9]*/fd/*; do readlink "$f"; done 2>/dev/null | grep -q song.txt || echo none'
+check survivors-not-left-stopped 0 "" -- "$B" run work -- sh -c '! grep -l "^State:.*T (stopped)" /proc/[0-9]*/status 2>/dev/null | grep -q .'
+kill -0 $bystander 2>/dev/null && pass "bystander-still-running" || fail "bystander-still-running"
+kill $bystander 2>/dev/null; wait $bystander 2>/dev/null
 
 # grants survive a broker restart (the compartments run on)
 kill "$DAEMON"; wait "$DAEMON" 2>/dev/null

@@ -67,3 +67,23 @@ pending_id() { # the id of the newest pending ask (waits up to 10 s for one)
         sleep 0.1
     done
 }
+
+# broker_test_setup NAME BULKHEAD_PATH: what every broker test starts with. Sets BULKHEAD and B (the
+# binary), ROOT (a fresh temporary --root), LOG, DAEMON and BULKHEAD_SOCKET, and an EXIT trap that
+# runs the test's own test_cleanup_extra (when it defines one), stops the daemon and everything it
+# runs, and removes ROOT.
+broker_test_setup() {
+    BULKHEAD=$(realpath "${2:?usage: $0 PATH/TO/bulkhead}") || exit 2
+    B=$BULKHEAD
+    ROOT=$(mktemp -d "/tmp/bulkhead-$1-test-XXXXXX")
+    LOG=$ROOT/daemon.log
+    DAEMON=
+    export BULKHEAD_SOCKET=$ROOT/run/admin.sock
+    trap broker_test_cleanup EXIT
+}
+
+broker_test_cleanup() {
+    if declare -F test_cleanup_extra >/dev/null; then test_cleanup_extra; fi
+    stop_daemon
+    rm -rf "$ROOT"
+}

@@ -7,19 +7,9 @@
 # images is copied in once (the directory kept); a larger disk grows the image.
 # Usage: limits_test.sh PATH/TO/bulkhead
 set -u
-BULKHEAD=$(realpath "${1:?usage: limits_test.sh PATH/TO/bulkhead}")
-ROOT=$(mktemp -d /tmp/bulkhead-limits-test-XXXXXX)
-LOG=$ROOT/daemon.log
-DAEMON=
-export BULKHEAD_SOCKET=$ROOT/run/admin.sock
-cleanup() {
-    stop_daemon
-    rm -rf "$ROOT"
-}
-trap cleanup EXIT
 # shellcheck source=tests/integration/lib.bash
 source "$(dirname "$0")/lib.bash"
-B=$BULKHEAD
+broker_test_setup limits "${1:-}"
 
 mkdir -p "$ROOT/etc"
 cat >"$ROOT/etc/system.toml" <<'EOF'

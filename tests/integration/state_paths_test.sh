@@ -6,23 +6,14 @@
 # message, nothing appears or changes on the host.
 # Usage: state_paths_test.sh PATH/TO/bulkhead
 set -u
-BULKHEAD=$(realpath "${1:?usage: state_paths_test.sh PATH/TO/bulkhead}")
-ROOT=$(mktemp -d /tmp/bulkhead-state-paths-test-XXXXXX)
-LOG=$ROOT/daemon.log
-DAEMON=
-export BULKHEAD_SOCKET=$ROOT/run/admin.sock
-VICTIM=$(mktemp -d /tmp/bulkhead-victim-XXXXXX) # a host directory a link will point at
-chmod 755 "$VICTIM"
-
-cleanup() {
-    stop_daemon
-    rm -rf "$ROOT" "$VICTIM"
-}
-trap cleanup EXIT
-
 # shellcheck source=tests/integration/lib.bash
 source "$(dirname "$0")/lib.bash"
-B=$BULKHEAD
+broker_test_setup state-paths "${1:-}"
+VICTIM=$(mktemp -d /tmp/bulkhead-victim-XXXXXX) # a host directory a link will point at
+chmod 755 "$VICTIM"
+test_cleanup_extra() {
+    rm -rf "$VICTIM"
+}
 
 mkdir -p "$ROOT/etc"
 cat >"$ROOT/etc/system.toml" <<'EOF'

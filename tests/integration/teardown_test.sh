@@ -7,21 +7,14 @@
 # Also: a busy agent (its connection full) is waited for, not stopped.
 # Usage: teardown_test.sh PATH/TO/bulkhead
 set -u
-BULKHEAD=$(realpath "${1:?usage: teardown_test.sh PATH/TO/bulkhead}")
-ROOT=$(mktemp -d /tmp/bulkhead-teardown-test-XXXXXX)
-LOG=$ROOT/daemon.log
-DAEMON=
-HELD=
-export BULKHEAD_SOCKET=$ROOT/run/admin.sock
-cleanup() {
-    [[ -n $HELD ]] && rmdir "$HELD" 2>/dev/null
-    stop_daemon
-    rm -rf "$ROOT"
-}
-trap cleanup EXIT
 # shellcheck source=tests/integration/lib.bash
 source "$(dirname "$0")/lib.bash"
-B=$BULKHEAD
+broker_test_setup teardown "${1:-}"
+HELD=
+test_cleanup_extra() {
+    [[ -n $HELD ]] && rmdir "$HELD" 2>/dev/null
+    return 0
+}
 
 mkdir -p "$ROOT/etc"
 cat >"$ROOT/etc/system.toml" <<'EOF'

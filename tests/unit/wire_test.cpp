@@ -562,8 +562,8 @@ TEST(WireCall, RepliesRoundTrip)
     EXPECT_EQ(std::get<CallRefused>(refused.value()).message, "denied by policy (a.policy:3)");
     EXPECT_TRUE(decode_call_reply(Record(MessageType::CallRefused).u32(300).string("x").bytes()).is_error());
     EXPECT_TRUE(decode_call_reply(Record(MessageType::Exec).bytes()).is_error());
-    auto held = decode_call_reply(encode(CallReply(CallHeld {17})));
+    auto held = decode_call_reply(encode(CallReply(CallHeld {})));
     ASSERT_TRUE(held.has_value()) << held.error().message();
-    EXPECT_EQ(std::get<CallHeld>(held.value()).ask_id, 17U);
-    EXPECT_TRUE(decode_call_reply(Record(MessageType::CallHeld).u32(1).u32(2).bytes()).is_error());
+    EXPECT_TRUE(std::holds_alternative<CallHeld>(held.value()));
+    EXPECT_TRUE(decode_call_reply(Record(MessageType::CallHeld).u32(1).bytes()).is_error());
 }
