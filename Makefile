@@ -34,11 +34,15 @@ FUZZ_CXX ?= clang++-$(LLVM_VERSION)
 
 # less: terminal_test.sh drives a full-screen program through the session filter.
 # libmnl, libnftables: bulkhead-net; nftables, iproute2: net_test.sh builds its test "internet" and looks at rules;
+# libxcb-*: the GUI agent and daemon; xvfb (compartments' X servers and the tests' host display), x11-apps
+# (xwd), x11-utils (xprop), imagemagick, xdotool, xclip, xterm: gui_test.sh looks at pixels and types.
 # e2fsprogs: persistent homes are ext4 images (mkfs.ext4, e2fsck, resize2fs). dpkg-dev (dpkg-shlibdeps) and
 # man-db: make deb and install_test.sh (the package, its man pages).
 BUILD_PACKAGES := cmake g++ make pkg-config dpkg-dev man-db libseccomp-dev libgtest-dev libgmock-dev libbenchmark-dev \
 	libtomlplusplus-dev nlohmann-json3-dev libsodium-dev libsqlite3-dev libzstd-dev procps python3 less \
-	libmnl-dev libnftables-dev nftables iproute2 e2fsprogs
+	libmnl-dev libnftables-dev nftables iproute2 e2fsprogs \
+	libxcb1-dev libxcb-shm0-dev libxcb-damage0-dev libxcb-composite0-dev libxcb-xtest0-dev \
+	xvfb x11-apps x11-utils imagemagick xdotool xclip xterm
 # llvm-N brings llvm-symbolizer, so that fuzzer and sanitizer reports name functions and lines.
 FUZZ_PACKAGES := clang-$(LLVM_VERSION) libclang-rt-$(LLVM_VERSION)-dev llvm-$(LLVM_VERSION)
 BENCH_PACKAGES := bubblewrap hyperfine python3 iperf3 iproute2
@@ -94,7 +98,7 @@ install: deps
 # computes the shared libraries bulkhead-net needs.
 deb: deps
 	cmake -S . -B $(DEB_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_INSTALL_PREFIX=/usr -DBULKHEAD_TESTS=OFF
-	cmake --build $(DEB_BUILD) -j$(JOBS) --target bulkhead bulkhead-agent bulkhead-net
+	cmake --build $(DEB_BUILD) -j$(JOBS) --target bulkhead bulkhead-agent bulkhead-net bulkhead-guid bulkhead-gui-agent
 	cd $(DEB_BUILD) && rm -f bulkhead_*.deb && cpack -G DEB >/dev/null && ls bulkhead_*.deb
 
 # -j1: the privileged tests share the host's cgroups. Then every fuzz target briefly; the fuzz smoke
@@ -110,7 +114,7 @@ test: build fuzz-build deb
 # Only what the demonstration runs: the bulkhead binary and its helpers (no test binaries).
 demo: deps
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE)
-	cmake --build $(BUILD) -j$(JOBS) --target bulkhead bulkhead-agent bulkhead-net
+	cmake --build $(BUILD) -j$(JOBS) --target bulkhead bulkhead-agent bulkhead-net bulkhead-guid bulkhead-gui-agent
 	scripts/demo.sh $(BUILD)/bulkhead
 
 bench: bench-deps build

@@ -138,6 +138,8 @@ void Broker::admin_ls(int client)
             entry["cpu_seconds"] = found == processes.end() ? 0.0 : cpu_seconds_of(found->second);
         }
         entry["network_state"] = network_state(live, settings);
+        // The desktop: "no" (gui = false), "off" (stopped), or its state while it runs (gui.cpp).
+        entry["gui"] = !settings.gui ? "no" : live ? live->gui.state : "off";
         if (live && !live->net_address.empty())
             entry["address"] = live->net_address;
         auto limits = limits_of(settings);
@@ -385,7 +387,7 @@ void Broker::admin_run(int client, std::string const& name, std::string const& d
     exec.argv = std::move(argv);
     // A clean environment: nothing of the caller's crosses (DESIGN.md, CLI).
     bool root = exec.run_as == wire::RunAs::Root;
-    exec.env = clean_environment(root, live->name);
+    exec.env = environment_of(*live, root);
     if (copy_in)
         exec.env.insert(exec.env.end(), {"BULKHEAD_SOURCE=host", "BULKHEAD_SERVICE=bulkhead.Filecopy", "BULKHEAD_ARG="});
     if (tty)

@@ -121,15 +121,15 @@ Result<UniqueFd> open_agent_executable()
 // RUN/bin: the agent's executable under the names of the in-compartment commands (it dispatches
 // on argv[0]), bound read-only at /run/bulkhead/bin in every compartment. Replaced by rename, so
 // that commands running from an older copy keep theirs.
-Status install_commands(int agent_exe, std::string const& bin_dir)
+// Copies an executable into RUN/bin under `name`, replacing any older copy by rename.
+Status install_executable(int exe, std::string const& bin_dir, std::string const& name)
 {
-    TRY(make_dir(bin_dir, 0755));
-    std::string const temporary = bin_dir + "/.bulkhead-agent.new";
+    std::string const temporary = bin_dir + "/." + name + ".new";
     (void)::unlink(temporary.c_str());
     UniqueFd out = TRY(sys::open_path(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0755));
     off_t offset = 0;
     while (true) {
-        ssize_t copied = ::sendfile(out.get(), agent_exe, &offset, 1 << 20);
+        ssize_t copied = ::sendfile(out.get(), exe, &offset, 1 << 20);
         if (copied < 0)
             return Error::from_syscall("sendfile", temporary, errno);
         if (copied == 0)
@@ -137,7 +137,21 @@ Status install_commands(int agent_exe, std::string const& bin_dir)
     }
     TRY(check_syscall(::fchmod(out.get(), 0755), "fchmod"));
     out.reset();
-    TRY(check_syscall(::rename(temporary.c_str(), (bin_dir + "/bulkhead-agent").c_str()), "rename"));
+    return check_syscall(::rename(temporary.c_str(), (bin_dir + "/" + name).c_str()), "rename");
+}
+
+Status install_commands(int agent_exe, std::string const& bin_dir)
+{
+    TRY(make_dir(bin_dir, 0755));
+    TRY(install_executable(agent_exe, bin_dir, "bulkhead-agent"));
+    // The GUI agent of gui compartments (dynamic: it links libxcb, which the template provides).
+    for (auto const& path : helper_candidates("bulkhead-gui-agent")) {
+        UniqueFd gui_agent(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+        if (gui_agent) {
+            TRY(install_executable(gui_agent.get(), bin_dir, "bulkhead-gui-agent"));
+            break;
+        }
+    }
     for (auto const* name : {"bulkhead-call", "bulkhead-copy", "bulkhead-move", "bulkhead-clip", "bulkhead-open-disposable", "bulkhead-service"}) {
         std::string const link_temporary = bin_dir + "/." + name + ".new";
         (void)::unlink(link_temporary.c_str());
@@ -444,6 +458,7 @@ void Broker::fill_in_settings()
             continue;
         live.settings = *settings;
         live.settings.name = name;
+        gui_prepare(live);
         network_adopted(live);
     }
 }
@@ -555,7 +570,12 @@ Status Broker::serve()
         int64_t now = sys::monotonic_ms();
         expire_asks(now);
         drain_cgroups(now);
+        gui_restart_due(now);
         int timeout = next_timeout_ms(now);
+        if (auto restart = gui_next_restart()) {
+            int const wait = static_cast<int>(std::max<int64_t>(*restart - now, 0));
+            timeout = timeout < 0 ? wait : std::min(timeout, wait);
+        }
         if (!m_draining.empty())
             timeout = timeout < 0 ? 50 : std::min(timeout, 50);
         if (pools_short && !run_in_flight)
@@ -610,6 +630,12 @@ Status Broker::serve()
                 break;
             case CallerConnection:
                 on_caller_readable(fd);
+                break;
+            case GuiDaemon:
+                gui_daemon_exited(watch.name);
+                break;
+            case GuiControl:
+                gui_control_readable(watch.name);
                 break;
             }
         }
@@ -807,6 +833,9 @@ void Broker::send_pending(Live& live)
             live.waiting.pop_front();
             continue;
         }
+        // A gui compartment's commands wait for its X server (gui.cpp).
+        if (live.gui.holding && id != live.gui.xserver_run)
+            return;
         std::vector<int> fds;
         for (auto const& fd : run->second.fds)
             fds.push_back(fd.get());
@@ -900,6 +929,10 @@ void Broker::on_agent_readable(std::string const& name)
                 m_client_runs[client].erase({name, exited->id});
             live.runs.erase(run);
         }
+        if (exited->id == live.gui.xserver_run && live.gui.xserver_run != 0)
+            gui_xserver_ended(live, WIFEXITED(exited->wait_status) && WEXITSTATUS(exited->wait_status) == 0);
+        else if (exited->id == live.gui.bridge_run && live.gui.bridge_run != 0)
+            live.gui.bridge_run = 0; // its daemon sees the socket close, ends and is started again
         // (An unknown id is a command started before a broker restart.) A disposable ends with the
         // command it was taken for, whatever else still runs in it.
         if (live.disposable && live.main_run != 0 && exited->id == live.main_run) {
@@ -918,7 +951,13 @@ void Broker::on_agent_readable(std::string const& name)
     if (client >= 0)
         m_client_runs[client].erase({name, failed.id});
     live.runs.erase(run);
-    if (client < 0)
+    if (failed.id == live.gui.xserver_run && live.gui.xserver_run != 0) {
+        log(name + ": gui: " + failed.message);
+        gui_xserver_ended(live, false);
+    } else if (failed.id == live.gui.bridge_run && live.gui.bridge_run != 0) {
+        log(name + ": gui: its bridge could not start: " + failed.message);
+        live.gui.bridge_run = 0;
+    } else if (client < 0)
         log(name + ": a service could not start: " + failed.message); // a call's: its caller sees no status
     reply_error(client, "starting the command in " + name + ": " + failed.message, 125);
     if (live.disposable && live.main_run != 0 && failed.id == live.main_run)
@@ -1056,6 +1095,7 @@ Result<Live*> Broker::start_compartment(config::Compartment const& settings, boo
         stop_compartment(name, "it could not be watched");
         return watched.release_error().with_context("watching " + name);
     }
+    gui_prepare(entry->second);
     return &entry->second;
 }
 
@@ -1209,6 +1249,7 @@ void Broker::stop_compartment(std::string const& name, std::string const& why)
         unwatch(live.sandbox->pidfd());
     live.agent.reset();
     live.listener.reset();
+    gui_stop(live);
     std::vector<std::string> cgroup_dirs;
     if (live.sandbox) {
         cgroup_dirs = live.sandbox->cgroup_directories();

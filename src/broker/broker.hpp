@@ -34,7 +34,7 @@ namespace bulkhead::broker {
 // The environment of every command and service: nothing of the caller's crosses (DESIGN.md, CLI).
 std::vector<std::string> clean_environment(bool root, std::string const& compartment);
 
-enum WatchKind { AdminListener, AdminClient, RefusedClient, AgentListener, AgentConnection, Pid1, Signals, CallerConnection };
+enum WatchKind { AdminListener, AdminClient, RefusedClient, AgentListener, AgentConnection, Pid1, Signals, CallerConnection, GuiDaemon, GuiControl };
 
 struct Options {
     std::string root;        // empty: the system paths
@@ -93,6 +93,23 @@ struct Grant {
     uint64_t mount_id = 0; // the mount's id (statx STATX_MNT_ID), to find it and its holders again
 };
 
+// The desktop of a `gui = true` compartment (gui.cpp): its X server inside, started by a run of
+// bulkhead-gui-agent --start-x before any other command of it; the host-side GUI daemon
+// (bulkhead-guid, a child of the broker) and the bridge inside (a run of bulkhead-gui-agent), joined
+// by a socket pair the broker made.
+struct GuiLink {
+    bool enabled = false;      // a display is there: DISPLAY=:0 in its commands' environment
+    bool holding = false;      // its other commands wait until its X server accepts connections
+    uint32_t xserver_run = 0;  // the run that starts its X server
+    uint32_t bridge_run = 0;   // the bridge's run, while one is running
+    pid_t daemon_pid = 0;
+    sys::UniqueFd daemon_pidfd;
+    sys::UniqueFd control;     // the daemon's control socket (Ready, Copy, PasteAsk)
+    std::string state = "off"; // for ls: off, starting, shown, restarting, disconnected, no display, failed
+    std::vector<int64_t> restarts_ms; // recent restarts of its daemon (at most 5 a minute)
+    int64_t restart_at_ms = -1;
+};
+
 struct Live {
     std::string name;
     config::Compartment settings; // for disposables: the template's, renamed
@@ -128,6 +145,7 @@ struct Live {
     int64_t call_tokens_at_ms = -1;
     int64_t throttle_logged_ms = -1; // when "calls throttled" was last logged for it
     std::vector<Grant> grants;        // live grants, kept in RUN/ipc/NAME/grants.json across a broker restart
+    GuiLink gui;
 };
 
 // A call from inside a compartment, from its connection until it is answered.
@@ -251,6 +269,22 @@ private:
     void reply(int client, std::string const& json, std::vector<int> const& fds = {});
     void reply_error(int client, std::string const& message, int exit_code);
     void log(std::string const& message) const;
+
+    // the desktop (gui.cpp)
+    // A gui compartment's X server is started before anything else of it runs (its commands wait).
+    void gui_prepare(Live& live);
+    void gui_xserver_ended(Live& live, bool started);
+    void gui_spawn(Live& live);
+    void gui_stop(Live& live);
+    void gui_daemon_exited(std::string const& name);
+    void gui_control_readable(std::string const& name);
+    void gui_paste(Live& live);
+    void gui_restart_due(int64_t now_ms);
+    std::optional<int64_t> gui_next_restart() const;
+    // The environment of a command in `live`: clean_environment(), and DISPLAY in a gui compartment.
+    std::vector<std::string> environment_of(Live const& live, bool root) const;
+    // Queues a run of the broker's own in `live` (no client), its streams /dev/null or `input`.
+    Result<uint32_t> queue_own_run(Live& live, std::vector<std::string> argv, sys::UniqueFd input);
 
     // calls (calls.cpp)
     // A policy as read, and everything it was read from (the directory, each file's text and each
@@ -382,6 +416,11 @@ private:
     bool m_throttled = false;            // some listener is paused until tokens refill
     double m_call_rate = default_call_rate(); // calls per second and compartment, past the burst (calls.cpp)
     bool m_stopping = false;
+    // The host display gui compartments show on ([system] display, else the daemon's $DISPLAY) and
+    // its screen's size (asked once, by bulkhead-guid --probe), which their X servers take.
+    std::string m_display;
+    uint32_t m_screen_width = 0, m_screen_height = 0;
+    bool m_display_said = false; // "no display" logged once
 };
 
 } // namespace bulkhead::broker

@@ -558,7 +558,7 @@ void Broker::run_call(int fd, std::string const& source, wire::Call const& call,
     exec.run_as = run_as == "root" ? wire::RunAs::Root : wire::RunAs::User;
     exec.argv = {service_runner, call.service, call.arg};
     bool root = exec.run_as == wire::RunAs::Root;
-    exec.env = clean_environment(root, live->name);
+    exec.env = environment_of(*live, root);
     exec.env.insert(exec.env.end(), {"BULKHEAD_SOURCE=" + source, "BULKHEAD_SERVICE=" + call.service, "BULKHEAD_ARG=" + call.arg});
     PendingRun run;
     run.id = exec.id;

@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <array>
+#include <cctype>
 #include <cmath>
 #include <set>
 
@@ -262,11 +263,22 @@ void parse_system_table(Checker& check, toml::node const& node, SystemConfig& co
     auto const* table = check.table_at(node, "[system]");
     if (table == nullptr)
         return;
-    check.only_keys(*table, {"default_disposable"}, "[system]");
+    check.only_keys(*table, {"default_disposable", "display"}, "[system]");
     if (auto const* value = table->get("default_disposable"))
         if (auto name = check.string_at(*value, "default_disposable")) {
             config.default_disposable = *name;
             config.default_disposable_where = check.at(*value);
+        }
+    if (auto const* value = table->get("display"))
+        if (auto display = check.string_at(*value, "display")) {
+            // An X display name: ":N", ":N.S" or "HOST:N" (a local socket is what the GUI daemons use).
+            bool ok = !display->empty() && display->size() <= 64 && display->find(':') != std::string::npos;
+            for (char ch : *display)
+                ok = ok && (std::isalnum(static_cast<unsigned char>(ch)) || ch == ':' || ch == '.' || ch == '-' || ch == '_');
+            if (!ok)
+                check.error(*value, "display: '" + *display + "' is not an X display name like \":0\"");
+            else
+                config.display = *display;
         }
 }
 
@@ -366,7 +378,7 @@ void parse_compartment(Checker& check, toml::key const& key, toml::node const& n
         return;
     check.only_keys(*table,
                     {"label", "template", "backend", "network", "memory", "pids", "cpus", "tags", "autostart",
-                     "mounts", "disposable_template", "provides_network", "uplink", "dns", "firewall", "preload", "max_disposables", "disk"},
+                     "mounts", "disposable_template", "provides_network", "uplink", "dns", "firewall", "preload", "max_disposables", "disk", "gui"},
                     what);
     if (auto const* v = table->get("label")) {
         auto text = check.string_at(*v, "label");
@@ -427,6 +439,8 @@ void parse_compartment(Checker& check, toml::key const& key, toml::node const& n
     }
     if (auto const* v = table->get("autostart"))
         c.autostart = check.bool_at(*v, "autostart").value_or(false);
+    if (auto const* v = table->get("gui"))
+        c.gui = check.bool_at(*v, "gui").value_or(false);
     if (auto const* v = table->get("disposable_template"))
         c.disposable_template = check.bool_at(*v, "disposable_template").value_or(false);
     if (auto const* v = table->get("provides_network"))
@@ -683,20 +697,24 @@ kind = "host"
 label = "blue"
 network = "sys-net"
 tags = ["work"]
+gui = true
 
 [compartments.personal]
 label = "green"
 network = "sys-net"
 tags = ["personal"]
+gui = true
 
 [compartments.untrusted]
 label = "red"
 disposable_template = true
 network = "sys-net"
+gui = true
 
 [compartments.vault]
 label = "black"
 network = "none"
+gui = true
 
 [compartments.sys-net]
 label = "orange"
@@ -748,6 +766,7 @@ std::string format_system_config(SystemConfig const& config, EffectiveDefaults c
 {
     std::string out = "# the configuration in force, every default filled in\n\n[system]\n";
     out += config.default_disposable.empty() ? "# default_disposable: none\n" : "default_disposable = " + quoted(config.default_disposable) + "\n";
+    out += config.display.empty() ? "# display: the daemon's $DISPLAY\n" : "display = " + quoted(config.display) + "\n";
     for (auto const& templ : config.templates) {
         out += "\n[templates." + key_of(templ.name) + "]\nkind = " + quoted(templ.kind == TemplateKind::Host ? "host" : "rootfs") + "\n";
         if (templ.kind == TemplateKind::Rootfs)
@@ -778,6 +797,7 @@ std::string format_system_config(SystemConfig const& config, EffectiveDefaults c
                 + (c.disk_bytes == 0 && !c.disk_none ? "   # default\n" : "\n");
         out += "tags = " + quoted_list(c.tags) + "\n";
         out += std::string("autostart = ") + (c.autostart ? "true" : "false") + "\n";
+        out += std::string("gui = ") + (c.gui ? "true" : "false") + "\n";
         out += std::string("disposable_template = ") + (c.disposable_template ? "true" : "false") + "\n";
         if (c.disposable_template)
             out += "preload = " + std::to_string(c.preload) + "\n";

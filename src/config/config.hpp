@@ -76,6 +76,7 @@ struct Compartment {
     uint32_t cpu_millis = 0;      // 0 = no limit; 1000 = one CPU
     std::vector<std::string> tags;
     bool autostart = false;
+    bool gui = false; // shows windows on the host display (DESIGN.md "Desktop", docs/desktop.md)
     bool disposable_template = false;
     bool provides_network = false;
     uint32_t preload = 0; // ready disposables kept in a pool (disposable templates only)
@@ -95,6 +96,7 @@ struct Compartment {
 struct SystemConfig {
     std::string default_disposable; // empty: no default disposable
     Position default_disposable_where;
+    std::string display; // [system] display: the host X display gui compartments show on; "" = the daemon's $DISPLAY
     std::vector<Template> templates;
     std::vector<Volume> volumes;
     std::vector<Compartment> compartments; // in the order of the file
