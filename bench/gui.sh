@@ -1,7 +1,7 @@
 #!/bin/bash
 # Figure "gui": a full-window update at 1280x800, from a program's drawing to pixels on the host
-# display. The program (bulkhead-gui-testclient frames) fills its whole window as fast as its X server
-# takes it, each frame in a colour that encodes the time it was drawn (CLOCK_MONOTONIC, 100 us units);
+# display. The program (bulkhead-gui-testclient frames --image) uploads a whole new frame as fast as its
+# X server takes it, each in a colour that encodes the time it was drawn (CLOCK_MONOTONIC, 100 us units);
 # an observer on the host display reads one pixel of the window the user sees, counts the frames that
 # reach it and their latency (now - the time in the pixel). Side by side in the same run, on the same
 # headless host display (Xvfb 1600x1000):
@@ -10,7 +10,7 @@
 #   xpra:     the program in an xpra server, shown by `xpra attach` (rgb, mmap, 3-px border), when
 #             xpra is installed (Debian's 3.1).
 # BENCH_GUI_ROUNDS rounds (default 3) of BENCH_GUI_SECONDS (default 4) each; figures are medians.
-# The headline is the frame time (1000 / frames seen per second) against direct: ratio = bulkhead's
+# The same with a program whose X server fills the window itself is in the notes. The headline is the frame time (1000 / frames seen per second) against direct: ratio = bulkhead's
 # frame time / direct's (target <= 2, i.e. at least half the direct frame rate, and ahead of xpra).
 set -euo pipefail
 # shellcheck source=bench/lib.bash
@@ -54,41 +54,52 @@ observe() {
     sleep 0.5 # past the first frames
     "$CLIENT" observe --window "$id" --x "$2" --y "$3" --seconds "$SECONDS_EACH"
 }
-frames_args="frames --width 1280 --height 800 --seconds $((SECONDS_EACH + 3))"
-
-direct=() ours=() xpra=()
+direct=() ours=() xpra=() direct_fill=() ours_fill=() xpra_fill=()
 have_xpra=0
 command -v xpra >/dev/null && have_xpra=1
-for round in $(seq "$ROUNDS"); do
+# measure KIND ROUND: one figure of each side; KIND is "image" (the program uploads each frame, as
+# client-side renderers do) or "fill" (its X server fills the window: no pixels cross from the program)
+measure() {
+    local kind=$1 round=$2 args program xnum server client
+    args="frames --width 1280 --height 800 --seconds $((SECONDS_EACH + 3))"
+    [[ $kind == image ]] && args="$args --image"
+    local -n direct_out=direct ours_out=ours xpra_out=xpra
+    if [[ $kind == fill ]]; then local -n direct_out=direct_fill ours_out=ours_fill xpra_out=xpra_fill; fi
     # shellcheck disable=SC2086
-    "$CLIENT" $frames_args --title "direct-$round" >/dev/null &
-    direct+=("$(observe "direct-$round" 10 10)")
-    wait
-    "$BULKHEAD" run --root "$BENCH_ROOT" work -- sh -c "~/gtc $frames_args --title ours-$round" >/dev/null < <(exec sleep 617) &
-    ours+=("$(observe "[work] ours-$round" 13 13)")
-    wait $! 2>/dev/null || true
-    if [[ $have_xpra -eq 1 ]]; then
-        xnum=$((number + 1))
-        while [[ -e /tmp/.X$xnum-lock || -e /tmp/.X11-unix/X$xnum ]]; do xnum=$((xnum + 1)); done
-        xpra start ":$xnum" --daemon=no --no-mdns --no-pulseaudio --no-notifications --no-clipboard --no-printing --no-webcam \
-            --no-speaker --no-microphone --mmap=yes --encoding=rgb --xvfb="Xvfb +extension Composite -screen 0 1600x1000x24+32 -nolisten tcp -noreset" \
-            --start-child="$CLIENT $frames_args --title xpra-$round" --exit-with-children=yes >"$BENCH_ROOT/xpra-server.log" 2>&1 &
-        server=$!
-        sleep 3
-        xpra attach ":$xnum" --encoding=rgb --mmap=yes --border=red,3 --title='[work] @title@' >"$BENCH_ROOT/xpra-client.log" 2>&1 &
-        client=$!
-        xpra+=("$(observe "[work] xpra-$round" 10 10 || echo '{}')")
-        kill "$client" "$server" 2>/dev/null || true
-        wait "$client" "$server" 2>/dev/null || true
-        xpra stop ":$xnum" >/dev/null 2>&1 || true
-    fi
+    "$CLIENT" $args --title "direct-$kind-$round" >/dev/null &
+    program=$!
+    direct_out+=("$(observe "direct-$kind-$round" 10 10)")
+    wait "$program"
+    "$BULKHEAD" run --root "$BENCH_ROOT" work -- sh -c "~/gtc $args --title ours-$kind-$round" >/dev/null < <(exec sleep 617) &
+    program=$!
+    ours_out+=("$(observe "[work] ours-$kind-$round" 13 13)")
+    wait "$program" 2>/dev/null || true
+    [[ $have_xpra -eq 1 ]] || return 0
+    xnum=$((number + 1))
+    while [[ -e /tmp/.X$xnum-lock || -e /tmp/.X11-unix/X$xnum ]]; do xnum=$((xnum + 1)); done
+    xpra start ":$xnum" --daemon=no --no-mdns --no-pulseaudio --no-notifications --no-clipboard --no-printing --no-webcam \
+        --no-speaker --no-microphone --mmap=yes --encoding=rgb --xvfb="Xvfb +extension Composite -screen 0 1600x1000x24+32 -nolisten tcp -noreset" \
+        --start-child="$CLIENT $args --title xpra-$kind-$round" --exit-with-children=yes >"$BENCH_ROOT/xpra-server.log" 2>&1 &
+    server=$!
+    sleep 3
+    xpra attach ":$xnum" --encoding=rgb --mmap=yes --border=red,3 --title='[work] @title@' >"$BENCH_ROOT/xpra-client.log" 2>&1 &
+    client=$!
+    xpra_out+=("$(observe "[work] xpra-$kind-$round" 10 10 || echo '{}')")
+    xpra stop ":$xnum" >/dev/null 2>&1 || true
+    kill "$client" "$server" 2>/dev/null || true
+    wait "$client" "$server" 2>/dev/null || true
+}
+for round in $(seq "$ROUNDS"); do
+    measure image "$round"
+    measure fill "$round"
 done
 
-python3 - "$(printf '%s\n' "${direct[@]}")" "$(printf '%s\n' "${ours[@]}")" "$(printf '%s\n' "${xpra[@]}")" <<'PY'
+python3 - "$(printf '%s\n' "${direct[@]}")" "$(printf '%s\n' "${ours[@]}")" "$(printf '%s\n' "${xpra[@]}")" \
+    "$(printf '%s\n' "${direct_fill[@]}")" "$(printf '%s\n' "${ours_fill[@]}")" "$(printf '%s\n' "${xpra_fill[@]}")" <<'PY'
 import json, statistics, sys
 def parse(text):
     return [json.loads(line) for line in text.splitlines() if line.strip() and json.loads(line).get("frames_seen")]
-direct, ours, xpra = (parse(a) for a in sys.argv[1:4])
+direct, ours, xpra, direct_fill, ours_fill, xpra_fill = (parse(a) for a in sys.argv[1:7])
 m = statistics.median
 def frame_ms(runs):
     return [1000 / r["fps"] for r in runs if r["fps"] > 0]
@@ -101,14 +112,18 @@ def say(name, runs):
         return f"{name}: not measured (xpra not installed)"
     return (f"{name}: {m([r['fps'] for r in runs]):.0f} frames/s seen on the host display, latency p50 "
             f"{m([r['latency_ms_p50'] for r in runs]):.2f} ms, p90 {m([r['latency_ms_p90'] for r in runs]):.2f} ms")
+def rate(a, b):
+    return m([r["fps"] for r in a]) / m([r["fps"] for r in b]) if a and b else float("nan")
 notes = ["frame time = 1000 / frames seen per second on the host display (a full 1280x800 update each); ratio = bulkhead / direct",
-         say("direct (the host display itself)", direct), say("bulkhead (gui compartment, bulkhead-guid)", ours),
-         say("xpra 3.1 (rgb, mmap)", xpra)]
-if xpra:
-    notes.append(f"bulkhead / xpra frame rate: {m([r['fps'] for r in ours]) / m([r['fps'] for r in xpra]):.2f}")
-notes.append(f"bulkhead / direct frame rate: {m([r['fps'] for r in ours]) / m([r['fps'] for r in direct]):.2f} (target >= 0.5)")
+         "a program that uploads each frame (PutImage, as client-side renderers do):",
+         say("  direct (the host display itself)", direct), say("  bulkhead (gui compartment, bulkhead-guid)", ours),
+         say("  xpra 3.1 (rgb, mmap)", xpra),
+         f"  bulkhead / direct frame rate {rate(ours, direct):.2f} (target >= 0.5), bulkhead / xpra {rate(ours, xpra):.2f}",
+         "a program whose X server fills the window (no pixels cross from the program: the direct side moves nothing):",
+         say("  direct", direct_fill), say("  bulkhead", ours_fill), say("  xpra", xpra_fill),
+         f"  bulkhead / direct frame rate {rate(ours_fill, direct_fill):.2f}, bulkhead / xpra {rate(ours_fill, xpra_fill):.2f}"]
 print(json.dumps({"figure": "gui: full-window update at 1280x800, frame time on the host display",
-                  "bulkhead": side("bulkhead", ours, "run work -- bulkhead-gui-testclient frames"),
-                  "peer": side("direct on the host display", direct, "bulkhead-gui-testclient frames"),
+                  "bulkhead": side("bulkhead", ours, "run work -- bulkhead-gui-testclient frames --image"),
+                  "peer": side("direct on the host display", direct, "bulkhead-gui-testclient frames --image"),
                   "ratio": m(frame_ms(ours)) / m(frame_ms(direct)), "notes": notes}))
 PY

@@ -527,6 +527,12 @@ void Bridge::run()
             die("the compartment's X server went away");
         copy_damage();
         xcb_flush(m_c);
+        // Events that arrived while we waited for a reply are in xcb's queue, not on the socket.
+        if (xcb_generic_event_t* queued = xcb_poll_for_queued_event(m_c)) {
+            on_event(queued);
+            free(queued);
+            continue;
+        }
         pollfd fds[] = {{m_socket, POLLIN, 0}, {xfd, POLLIN, 0}};
         if (poll(fds, 2, -1) < 0 && errno != EINTR)
             die("poll: " + std::string(std::strerror(errno)));

@@ -569,6 +569,12 @@ void Daemon::run()
         if (xcb_connection_has_error(m_c) != 0)
             die("the display went away");
         xcb_flush(m_c);
+        // Events that arrived while we waited for a reply are in xcb's queue, not on the socket.
+        if (xcb_generic_event_t* queued = xcb_poll_for_queued_event(m_c)) {
+            on_event(queued);
+            free(queued);
+            continue;
+        }
         pollfd fds[] = {{compartment_fd, static_cast<short>(POLLIN | (m_out.empty() ? 0 : POLLOUT)), 0}, {broker_fd, POLLIN, 0}, {xfd, POLLIN, 0}};
         if (poll(fds, 3, -1) < 0 && errno != EINTR)
             die("poll: " + std::string(std::strerror(errno)));

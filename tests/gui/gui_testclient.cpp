@@ -1,7 +1,8 @@
 // A plain-xcb X client the GUI tests run inside and outside compartments (see usage() for modes):
 // `hostile` fakes a trusted "[vault]" window (title and green frame), optionally with a fullscreen
 // override-redirect window on top; `frames` repaints a window as fast as the server allows, each
-// frame's colour being the CLOCK_MONOTONIC time in 100us units; `observe` reads one pixel of such a
+// frame's colour being the CLOCK_MONOTONIC time in 100us units (drawn by the server with a fill, or
+// with --image uploaded as a whole image, as client-side renderers do); `observe` reads one pixel of such a
 // window to measure the fps and latency another client sees; `find` locates a window by title.
 #include <xcb/xcb.h>
 
@@ -177,8 +178,23 @@ int run_hostile(bool override_fullscreen)
 
 // ---- frames: paint the clock as fast as possible -------------------------------------------------
 
-int run_frames(int width, int height, double seconds, std::string const& title)
+// Uploads a whole frame of `colour` as the client-side renderers of real programs do (GTK, browsers):
+// PutImage, in bands of rows that fit the server's request length.
+void put_frame(Win const& win, std::vector<uint32_t>& pixels, uint32_t colour, int width, int height)
 {
+    std::fill(pixels.begin(), pixels.end(), colour);
+    uint32_t const max_bytes = xcb_get_maximum_request_length(conn) * 4 - 64;
+    int const rows = std::max(1, int(max_bytes / (uint32_t(width) * 4)));
+    for (int y = 0; y < height; y += rows) {
+        int const band = std::min(rows, height - y);
+        xcb_put_image(conn, XCB_IMAGE_FORMAT_Z_PIXMAP, win.id, win.gc, uint16_t(width), uint16_t(band), 0, int16_t(y), 0, screen->root_depth,
+            uint32_t(width) * uint32_t(band) * 4, reinterpret_cast<uint8_t const*>(pixels.data() + size_t(y) * size_t(width)));
+    }
+}
+
+int run_frames(int width, int height, double seconds, std::string const& title, bool image)
+{
+    std::vector<uint32_t> pixels(image ? size_t(width) * size_t(height) : 0);
     Win win = make_window(0, 0, width, height, 0, false, title);
     xcb_map_window(conn, win.id);
     xcb_flush(conn);
@@ -195,7 +211,10 @@ int run_frames(int width, int height, double seconds, std::string const& title)
     long frames = 0;
     double start = now_seconds(), elapsed = 0;
     while ((elapsed = now_seconds() - start) < seconds) {
-        fill(win, uint32_t(now_100us() & 0xffffff), 0, 0, width, height);
+        if (image)
+            put_frame(win, pixels, uint32_t(now_100us() & 0xffffff), width, height);
+        else
+            fill(win, uint32_t(now_100us() & 0xffffff), 0, 0, width, height);
         round_trip(); // never queue frames faster than the server draws them
         while (xcb_generic_event_t* ev = xcb_poll_for_event(conn))
             std::free(ev);
@@ -316,7 +335,7 @@ int main(int argc, char** argv)
         usage();
     std::string mode = argv[1];
     std::map<std::string, char const*> allowed = {{"hostile", " --override-fullscreen "},
-                                                  {"frames", " --width --height --seconds --title "},
+                                                  {"frames", " --width --height --seconds --title --image "},
                                                   {"observe", " --window --x --y --seconds "},
                                                   {"find", " --name-prefix --timeout-ms "}};
     if (allowed.count(mode) == 0)
@@ -327,7 +346,7 @@ int main(int argc, char** argv)
         std::string opt = argv[i];
         if (std::strstr(allowed[mode], (" " + opt + " ").c_str()) == nullptr)
             usage();
-        if (opt == "--override-fullscreen")
+        if (opt == "--override-fullscreen" || opt == "--image")
             opts[opt] = "1";
         else if (i + 1 < argc)
             opts[opt] = argv[++i];
@@ -365,7 +384,7 @@ int main(int argc, char** argv)
     screen = it.data;
 
     int rc = mode == "hostile" ? run_hostile(opts.count("--override-fullscreen") != 0)
-        : mode == "frames"     ? run_frames(width, height, seconds, str("--title", "frames"))
+        : mode == "frames"     ? run_frames(width, height, seconds, str("--title", "frames"), opts.count("--image") != 0)
         : mode == "observe"    ? run_observe(window, x, y, seconds)
                                : run_find(prefix, timeout_ms);
     std::fflush(stdout);
