@@ -218,12 +218,12 @@ if [[ -n ${id:-} ]]; then
 fi
 
 # ---- a GUI daemon that dies comes back; the compartment keeps running ----
-pkill -KILL -f -- "bulkhead-guid --name work " && pass "guid-killed" || fail "guid-killed"
+pkill -KILL -P "$DAEMON" -f -- "bulkhead-guid --name work " && pass "guid-killed" || fail "guid-killed"
 sleep 0.3
 [[ $(json_field work state) == running ]] && pass "compartment-survives-guid" || fail "compartment-survives-guid: $(json_field work state)"
 read -r id2 _ <<<"$(find_window '[work] [vault] login' 8000)"
 [[ -n ${id2:-} ]] && pass "windows-come-back" || fail "windows-come-back: $(tail -5 "$LOG")"
-guid_pid=$(pgrep -f -- "bulkhead-guid --name work " | head -1)
+guid_pid=$(pgrep -P "$DAEMON" -f -- "bulkhead-guid --name work " | head -1)
 if [[ -n $guid_pid ]]; then
     status=$(cat "/proc/$guid_pid/status")
     uid=$(awk '/^Uid:/ {print $2}' <<<"$status")
@@ -234,6 +234,15 @@ if [[ -n $guid_pid ]]; then
     fds=$(ls -l "/proc/$guid_pid/fd" | grep -c -- '->')
     [[ $fds -le 6 ]] && pass "guid-holds-only-its-sockets" || fail "guid-holds-only-its-sockets: $(ls -l "/proc/$guid_pid/fd")"
 fi
+
+# ---- a broker restart: compartments keep running, their windows come back ----
+kill "$DAEMON"
+wait "$DAEMON" 2>/dev/null
+start_daemon --config "$ROOT/etc/system.toml"
+read -r id3 _ <<<"$(find_window '[work] [vault] login' 10000)"
+[[ -n ${id3:-} ]] && pass "windows-back-after-broker-restart" || fail "windows-back-after-broker-restart: $(tail -5 "$LOG")"
+sleep 0.5
+[[ $(pgrep -c -P "$DAEMON" -f -- "bulkhead-guid --name work ") -eq 1 ]] && pass "one-guid-after-restart" || fail "one-guid-after-restart: $(pgrep -a -f bulkhead-guid)"
 
 # ---- a stopped compartment's windows disappear ----
 "$B" stop vault >/dev/null
