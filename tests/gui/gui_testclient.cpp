@@ -31,7 +31,7 @@ xcb_screen_t* screen = nullptr;
 {
     std::fputs("usage: bulkhead-gui-testclient hostile [--override-fullscreen] | frames [--width W] "
                "[--height H] [--seconds S] [--title T] | observe --window ID [--x X] [--y Y] "
-               "[--seconds S] | find --name-prefix PREFIX [--timeout-ms T]\n",
+               "[--seconds S] | find --name-prefix PREFIX [--timeout-ms T] | close --window ID\n",
                stderr);
     std::exit(2);
 }
@@ -303,6 +303,30 @@ xcb_window_t search(xcb_window_t parent, xcb_atom_t net_wm_name, std::string con
     return 0;
 }
 
+// ---- close: what a window manager's close button sends (WM_DELETE_WINDOW) ----
+
+xcb_atom_t atom_of(char const* name)
+{
+    auto* reply = xcb_intern_atom_reply(conn, xcb_intern_atom(conn, 0, uint16_t(std::strlen(name)), name), nullptr);
+    xcb_atom_t value = reply != nullptr ? reply->atom : xcb_atom_t(XCB_ATOM_NONE);
+    std::free(reply);
+    return value;
+}
+
+int run_close(xcb_window_t window)
+{
+    xcb_client_message_event_t event {};
+    event.response_type = XCB_CLIENT_MESSAGE;
+    event.format = 32;
+    event.window = window;
+    event.type = atom_of("WM_PROTOCOLS");
+    event.data.data32[0] = atom_of("WM_DELETE_WINDOW");
+    event.data.data32[1] = XCB_CURRENT_TIME;
+    xcb_send_event(conn, 0, window, XCB_EVENT_MASK_NO_EVENT, reinterpret_cast<char const*>(&event));
+    round_trip();
+    return 0;
+}
+
 int run_find(std::string const& prefix, long timeout_ms)
 {
     xcb_atom_t net_wm_name = atom("_NET_WM_NAME");
@@ -337,7 +361,8 @@ int main(int argc, char** argv)
     std::map<std::string, char const*> allowed = {{"hostile", " --override-fullscreen "},
                                                   {"frames", " --width --height --seconds --title --image "},
                                                   {"observe", " --window --x --y --seconds "},
-                                                  {"find", " --name-prefix --timeout-ms "}};
+                                                  {"find", " --name-prefix --timeout-ms "},
+                                                  {"close", " --window "}};
     if (allowed.count(mode) == 0)
         usage();
     // Every option takes one value except the flag --override-fullscreen.
@@ -371,7 +396,7 @@ int main(int argc, char** argv)
     auto window = xcb_window_t(num("--window", 0, 0, 4294967295.0));
     long timeout_ms = long(num("--timeout-ms", 5000, 0, 1e9));
     std::string prefix = str("--name-prefix", "");
-    if ((mode == "observe" && window == 0) || (mode == "find" && prefix.empty()))
+    if (((mode == "observe" || mode == "close") && window == 0) || (mode == "find" && prefix.empty()))
         usage();
 
     int screen_num = 0;
@@ -386,6 +411,7 @@ int main(int argc, char** argv)
     int rc = mode == "hostile" ? run_hostile(opts.count("--override-fullscreen") != 0)
         : mode == "frames"     ? run_frames(width, height, seconds, str("--title", "frames"), opts.count("--image") != 0)
         : mode == "observe"    ? run_observe(window, x, y, seconds)
+        : mode == "close"      ? run_close(window)
                                : run_find(prefix, timeout_ms);
     std::fflush(stdout);
     xcb_disconnect(conn);

@@ -244,6 +244,25 @@ read -r id3 _ <<<"$(find_window '[work] [vault] login' 10000)"
 sleep 0.5
 [[ $(pgrep -c -P "$DAEMON" -f -- "bulkhead-guid --name work ") -eq 1 ]] && pass "one-guid-after-restart" || fail "one-guid-after-restart: $(pgrep -a -f bulkhead-guid)"
 
+# ---- closing from the host: WM_DELETE_WINDOW reaches a program that takes it, else it is disconnected ----
+run_bg work -- xterm -T closeme
+CLOSE_BG=$BG_PID
+read -r cid _ <<<"$(find_window '[work] closeme')"
+if [[ -n ${cid:-} ]]; then
+    wait_viewable "$cid"
+    "$CLIENT" close --window "$cid"
+    for _ in $(seq 50); do kill -0 "$CLOSE_BG" 2>/dev/null || break; sleep 0.1; done
+    ! kill -0 "$CLOSE_BG" 2>/dev/null && [[ -z $(find_window '[work] closeme' 500) ]] && pass "close-ends-program" || fail "close-ends-program"
+else
+    fail "closeme-window-shown"
+fi
+read -r id _ <<<"$(find_window '[work] [vault] login')"
+if [[ -n ${id:-} ]]; then
+    "$CLIENT" close --window "$id" # the hostile program takes no WM_DELETE_WINDOW: its connection is closed
+    sleep 1
+    [[ -z $(find_window '[work] [vault] login' 500) && -z $(find_window '[work] fullscreen' 500) ]] && pass "close-disconnects-impolite-program" || fail "close-disconnects-impolite-program"
+fi
+
 # ---- a stopped compartment's windows disappear ----
 "$B" stop vault >/dev/null
 sleep 0.5
